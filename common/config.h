@@ -1,0 +1,49 @@
+/* config — each program's options as one table (PgBouncer's habit):
+ * name, type, default, help. Every option `--some-name` can also be set by the
+ * environment variable `DAGQ_SOME_NAME`; the command line wins over the
+ * environment, which wins over the default. A list option is repeatable on
+ * the command line and comma-separated in the environment. */
+#ifndef DAGQ_CONFIG_H
+#define DAGQ_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum { CONFIG_STRING, CONFIG_INT, CONFIG_LIST, CONFIG_FLAG } config_type;
+
+typedef struct config_list {
+    char **items; /* owned; freed by config_free */
+    int n;
+} config_list;
+
+typedef struct config_option {
+    const char *name;   /* long option without dashes: "database-url" */
+    config_type type;
+    const char *defval; /* default as text; NULL: unset (string NULL, int 0, empty list) */
+    const char *help;
+    void *target;       /* char ** | long long * | config_list * | int * (flag) */
+    long long min, max; /* bounds for CONFIG_INT (ignored when min == max == 0) */
+} config_option;
+
+#define CONFIG_OK 0
+#define CONFIG_HELP 1 /* --help or -h was given */
+#define CONFIG_ERR (-1)
+
+/* Fills every target from defaults, then the environment, then argv[1..].
+ * Arguments that are not options are returned in *positional (owned by the
+ * caller, free with config_list_free). The table ends with a {NULL} row.
+ * Returns CONFIG_OK, CONFIG_HELP, or CONFIG_ERR with the problem in errbuf. */
+int config_load(const config_option *opts, int argc, char **argv, config_list *positional,
+                char *errbuf, size_t errlen);
+
+/* Prints the option table: `--name VALUE  (env DAGQ_NAME, default X)  help`. */
+void config_usage(FILE *out, const config_option *opts);
+
+/* Frees what config_load allocated into the targets. */
+void config_free(const config_option *opts);
+void config_list_free(config_list *l);
+
+/* "DAGQ_" + upper(name) with '-' as '_', written into buf. */
+void config_env_name(const char *name, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,59 @@
+/* db — a PostgreSQL connection that survives the server going away.
+ *
+ * db_query runs a named, parameterised statement: it is prepared on first use
+ * on each connection (and again after a reconnect). When the connection is
+ * lost, calls return DB_ECONN; db_ensure reconnects with backoff (logging
+ * each attempt) and re-issues the LISTENs given to db_listen. */
+#ifndef DAGQ_DB_H
+#define DAGQ_DB_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+
+#define DB_OK 0
+#define DB_ECONN (-2)  /* connection lost / unreachable: retriable */
+#define DB_EQUERY (-3) /* the statement failed (errbuf has the server's words) */
+
+typedef struct db db; /* opaque */
+
+/* conninfo: any libpq conninfo or URI; NULL or "" means libpq's defaults. */
+db *db_new(const char *conninfo, const char *application_name);
+void db_free(db *d);
+
+/* Connects if not connected. Returns DB_OK, or DB_ECONN with the reason. One
+ * attempt; the caller decides how long to wait (see db_ensure). */
+int db_connect(db *d, char *errbuf, size_t errlen);
+
+/* Connects, retrying with backoff_reconnect_ms until it works or *stop
+ * becomes non-zero (then returns DB_ECONN). Logs each failure once per attempt. */
+int db_ensure(db *d, volatile int *stop);
+
+int db_connected(const db *d);
+PGconn *db_conn(db *d); /* NULL when not connected */
+/* how many times the connection was re-established after a loss */
+long db_reconnects(const db *d);
+
+/* Runs statement `name` (sql is used to prepare it) with n text params
+ * (NULL = SQL NULL). On DB_OK *res holds the result (caller PQclear()s it;
+ * pass res NULL to discard). On DB_EQUERY the server's message is in errbuf;
+ * on DB_ECONN the connection is marked lost. */
+int db_query(db *d, const char *name, const char *sql, int n, const char *const *params,
+             PGresult **res, char *errbuf, size_t errlen);
+
+/* Runs a plain SQL command without parameters (BEGIN, COMMIT, LISTEN ...). */
+int db_exec(db *d, const char *sql, char *errbuf, size_t errlen);
+
+/* LISTEN to channel now and after every reconnect. */
+int db_listen(db *d, const char *channel, char *errbuf, size_t errlen);
+
+/* Socket to poll for notifications; -1 when not connected. */
+int db_socket(const db *d);
+
+/* Consumes input and returns how many notifications arrived (they are
+ * discarded: the scheduler only needs to know it should look), or DB_ECONN. */
+int db_drain_notifies(db *d);
+
+/* SQLSTATE of the last DB_EQUERY ("" when none). */
+const char *db_sqlstate(const db *d);
+
+#endif

@@ -1,0 +1,163 @@
+#include "queue.h"
+
+#include "mem.h"
+#include "queue_impl.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct queue {
+    const queue__ops *ops;
+    void *impl;
+};
+
+struct queue_consumer {
+    const queue__ops *ops;
+    void *impl;
+};
+
+const char *queue_strerror(int code)
+{
+    switch (code) {
+    case QUEUE_OK:
+        return "ok";
+    case QUEUE_EINVAL:
+        return "invalid configuration";
+    case QUEUE_ECONN:
+        return "broker unreachable";
+    case QUEUE_EBROKER:
+        return "broker error";
+    default:
+        return "unknown error";
+    }
+}
+
+static const queue__ops *queue_pick(const char *url, char *errbuf, size_t errlen)
+{
+    static const queue__ops *const all[] = {&queue__redis_ops, &queue__kafka_ops};
+    if (!url || !*url) {
+        snprintf(errbuf, errlen, "broker URL is empty");
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        size_t n = strlen(all[i]->scheme);
+        if (!strncmp(url, all[i]->scheme, n) && !strncmp(url + n, "://", 3))
+            return all[i];
+    }
+    snprintf(errbuf, errlen, "broker URL \"%s\": scheme must be redis:// or kafka://", url);
+    return NULL;
+}
+
+int queue_url_check(const char *url, char *errbuf, size_t errlen)
+{
+    const queue__ops *ops = queue_pick(url, errbuf, errlen);
+    if (!ops)
+        return QUEUE_EINVAL;
+    return ops->url_check(url, errbuf, errlen);
+}
+
+int queue_open(const queue_conf *conf, queue **out, char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    const queue__ops *ops = queue_pick(conf->broker_url, errbuf, errlen);
+    if (!ops)
+        return QUEUE_EINVAL;
+    void *impl = NULL;
+    int rc = ops->open(conf, &impl, errbuf, errlen);
+    if (rc)
+        return rc;
+    queue *q = mem_calloc(1, sizeof *q);
+    q->ops = ops;
+    q->impl = impl;
+    *out = q;
+    return QUEUE_OK;
+}
+
+void queue_free(queue *q)
+{
+    if (!q)
+        return;
+    q->ops->free(q->impl);
+    mem_free(q);
+}
+
+int queue_ensure_group(queue *q, const char *group, char *errbuf, size_t errlen)
+{
+    return q->ops->ensure_group(q->impl, group, errbuf, errlen);
+}
+
+int queue_push(queue *q, const char *group, const void *data, size_t len, char *errbuf,
+               size_t errlen)
+{
+    return q->ops->push(q->impl, group, data, len, errbuf, errlen);
+}
+
+int queue_flush(queue *q, int timeout_ms, char *errbuf, size_t errlen)
+{
+    return q->ops->flush(q->impl, timeout_ms, errbuf, errlen);
+}
+
+int queue_backlog(queue *q, const char *group, int64_t *backlog, char *errbuf, size_t errlen)
+{
+    return q->ops->backlog(q->impl, group, backlog, errbuf, errlen);
+}
+
+int queue_consumer_open(const queue_conf *conf, const char *group, queue_consumer **out,
+                        char *errbuf, size_t errlen)
+{
+    *out = NULL;
+    const queue__ops *ops = queue_pick(conf->broker_url, errbuf, errlen);
+    if (!ops)
+        return QUEUE_EINVAL;
+    void *impl = NULL;
+    int rc = ops->consumer_open(conf, group, &impl, errbuf, errlen);
+    if (rc)
+        return rc;
+    queue_consumer *c = mem_calloc(1, sizeof *c);
+    c->ops = ops;
+    c->impl = impl;
+    *out = c;
+    return QUEUE_OK;
+}
+
+void queue_consumer_free(queue_consumer *c)
+{
+    if (!c)
+        return;
+    c->ops->consumer_free(c->impl);
+    mem_free(c);
+}
+
+int queue_consumer_poll(queue_consumer *c, int max, int timeout_ms, queue_msg **msgs, int *n,
+                        char *errbuf, size_t errlen)
+{
+    *n = 0;
+    return c->ops->consumer_poll(c->impl, max, timeout_ms, msgs, n, errbuf, errlen);
+}
+
+int queue_consumer_ack(queue_consumer *c, queue_msg *m, char *errbuf, size_t errlen)
+{
+    return c->ops->consumer_ack(c->impl, m, errbuf, errlen);
+}
+
+int queue_consumer_dead_letter(queue_consumer *c, queue_msg *m, const char *reason, char *errbuf,
+                               size_t errlen)
+{
+    return c->ops->consumer_dead_letter(c->impl, m, reason, errbuf, errlen);
+}
+
+void queue_consumer_wake(queue_consumer *c)
+{
+    c->ops->consumer_wake(c->impl);
+}
+
+void queue_msg_free(queue_msg *m)
+{
+    if (!m)
+        return;
+    /* every implementation frees through its own table; the payload's owner
+     * is recorded by the implementation in priv */
+    const queue__ops *ops = m->priv ? *(const queue__ops **)m->priv : NULL;
+    if (ops)
+        ops->msg_free(m);
+}

@@ -1,0 +1,36 @@
+/* queue_impl — what an implementation of queue.h provides (internal).
+ * queue.c picks the table by URL scheme and forwards every call. */
+#ifndef DAGQ_QUEUE_IMPL_H
+#define DAGQ_QUEUE_IMPL_H
+
+#include "queue.h"
+
+typedef struct queue__ops {
+    const char *scheme; /* "redis", "kafka" */
+    int (*url_check)(const char *url, char *errbuf, size_t errlen);
+    int (*open)(const queue_conf *conf, void **impl, char *errbuf, size_t errlen);
+    void (*free)(void *impl);
+    int (*ensure_group)(void *impl, const char *group, char *errbuf, size_t errlen);
+    int (*push)(void *impl, const char *group, const void *data, size_t len, char *errbuf,
+                size_t errlen);
+    int (*flush)(void *impl, int timeout_ms, char *errbuf, size_t errlen);
+    int (*backlog)(void *impl, const char *group, int64_t *backlog, char *errbuf, size_t errlen);
+    int (*consumer_open)(const queue_conf *conf, const char *group, void **impl, char *errbuf,
+                         size_t errlen);
+    void (*consumer_free)(void *impl);
+    int (*consumer_poll)(void *impl, int max, int timeout_ms, queue_msg **msgs, int *n,
+                         char *errbuf, size_t errlen);
+    int (*consumer_ack)(void *impl, queue_msg *m, char *errbuf, size_t errlen);
+    int (*consumer_dead_letter)(void *impl, queue_msg *m, const char *reason, char *errbuf,
+                                size_t errlen);
+    void (*consumer_wake)(void *impl);
+    /* frees m and its payload. Every queue_msg an implementation returns has
+     * priv pointing at a struct whose first member is `const queue__ops *`
+     * (its own table), so queue_msg_free can find this function. */
+    void (*msg_free)(queue_msg *m);
+} queue__ops;
+
+extern const queue__ops queue__redis_ops;
+extern const queue__ops queue__kafka_ops;
+
+#endif

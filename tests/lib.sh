@@ -1,0 +1,130 @@
+# tests/lib.sh — shared by every integration test and by the demo.
+# Starts real PostgreSQL, Redis and Kafka servers on private ports and data
+# directories under $T_ROOT, and tears them down (hiredis's test.sh habit).
+# Source it from bash. Set TEST_PREFIX (e.g. "valgrind -q") to wrap every
+# dagq program the tests start.
+
+T_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+: "${T_BIN:=$T_REPO/build/san/bin}"
+: "${T_ROOT:=$(mktemp -d /tmp/dagq-test.XXXXXX)}"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$T_REPO/tests/lsan.supp:print_suppressions=0}"
+T_PIDS=()
+
+t_log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# A TCP port nothing listens on.
+t_free_port() {
+    python3 - <<'PY'
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+# Waits until "$@" succeeds, up to $T_WAIT seconds (default 30).
+t_wait_for() {
+    local deadline=$((SECONDS + ${T_WAIT:-30}))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then return 1; fi
+        sleep 0.1
+    done
+}
+
+pg_bindir() {
+    local d
+    for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && echo "$d"; done | sort -V | tail -1
+}
+
+# PostgreSQL refuses to run as root: run it as the postgres system user then.
+pg_as() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_start() {
+    local bin; bin=$(pg_bindir)
+    [ -n "$bin" ] || { echo "PostgreSQL server not installed (make deps)" >&2; return 1; }
+    PG_PORT=$(t_free_port)
+    PG_DIR="$T_ROOT/pg"
+    mkdir -p "$PG_DIR"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$T_ROOT" "$PG_DIR" && chmod 755 "$T_ROOT"
+    pg_as "$bin/initdb" -D "$PG_DIR/data" -U dagq -A trust -E UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1 ||
+        { cat "$PG_DIR/initdb.log" >&2; return 1; }
+    cat >>"$PG_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+CONF
+    pg_as "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null ||
+        { cat "$PG_DIR/server.log" >&2; return 1; }
+    PG_BIN=$bin
+    export PG_PORT PG_DIR PG_BIN
+    export PG_ADMIN_URL="postgresql://dagq@127.0.0.1:$PG_PORT/postgres"
+}
+
+pg_stop() {
+    [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ] &&
+        pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+}
+
+# Stops and starts the same server (the data survives), for fault tests.
+pg_kill() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1; }
+pg_restart() {
+    pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null
+}
+
+# A new empty database; prints its URL.
+pg_new_db() {
+    local name=$1
+    psql -X -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$name\"" >/dev/null || return 1
+    echo "postgresql://dagq@127.0.0.1:$PG_PORT/$name"
+}
+
+redis_start() {
+    REDIS_PORT=$(t_free_port)
+    REDIS_DIR="$T_ROOT/redis"
+    mkdir -p "$REDIS_DIR"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
+        --appendonly yes --appendfsync everysec --daemonize no \
+        >"$REDIS_DIR/server.log" 2>&1 &
+    REDIS_PID=$!
+    export REDIS_PORT REDIS_DIR REDIS_PID
+    t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+}
+
+redis_stop() {
+    [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    REDIS_PID=""
+}
+
+# Kills Redis hard and starts it again on the same port and data (AOF).
+redis_restart() {
+    kill -9 "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
+        --appendonly yes --appendfsync everysec --daemonize no \
+        >>"$REDIS_DIR/server.log" 2>&1 &
+    REDIS_PID=$!
+    t_wait_for redis-cli -p "$REDIS_PORT" ping
+}
+
+# Kafka: kafka_start / kafka_stop / kafka_restart live in tests/kafka.sh.
+if [ -f "$T_REPO/tests/kafka.sh" ]; then
+    # shellcheck source=kafka.sh
+    . "$T_REPO/tests/kafka.sh"
+fi
+
+t_cleanup() {
+    local p
+    for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    type kafka_stop >/dev/null 2>&1 && kafka_stop
+    redis_stop
+    pg_stop
+    if [ -z "${T_KEEP:-}" ]; then rm -rf "$T_ROOT"; else echo "kept $T_ROOT" >&2; fi
+}
