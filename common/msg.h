@@ -27,7 +27,7 @@ typedef struct msg_task {
 int msg_encode(const msg_task *m, char **out, size_t *len, char *errbuf, size_t errlen);
 
 /* Decodes data into *m. Returns 0, or -1 with the reason in errbuf
- * (e.g. "not a msgpack map", "unsupported version 7", "missing key ti"). */
+ * (e.g. "not a msgpack map", "unsupported message version 7", "missing key ti"). */
 int msg_decode(const void *data, size_t len, msg_task *m, char *errbuf, size_t errlen);
 
 #endif

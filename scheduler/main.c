@@ -1,0 +1,233 @@
+/* dagq-scheduler — decides which task instances may run and pushes them onto
+ * their worker group's queue. See sched.h for a pass, DESIGN.md for the why. */
+#include "backoff.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "mem.h"
+#include "queue.h"
+#include "sched.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop_requested;
+
+/* The handler only sets a flag; the loop does the work. A second signal
+ * exits at once. */
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (stop_requested)
+        _exit(130);
+    stop_requested = 1;
+}
+
+static char *opt_database_url, *opt_broker_url, *opt_log_level, *opt_redis_prefix,
+    *opt_kafka_topic_prefix, *opt_name;
+static long long opt_heartbeat_timeout, opt_queued_timeout, opt_poll_interval_ms, opt_batch,
+    opt_kafka_partitions, opt_kafka_replication, opt_http_port, opt_health_timeout;
+static config_list opt_kafka_conf;
+
+static const config_option options[] = {
+    {"database-url", CONFIG_STRING, NULL,
+     "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",
+     &opt_database_url},
+    {"broker-url", CONFIG_STRING, "redis://127.0.0.1:6379/0",
+     "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",
+     &opt_broker_url},
+    {"heartbeat-timeout", CONFIG_INT, "30",
+     "seconds without a worker heartbeat after which a running try is retried or failed",
+     &opt_heartbeat_timeout, 1, 86400},
+    {"queued-timeout", CONFIG_INT, "60",
+     "seconds a try may stay queued before its message is pushed again", &opt_queued_timeout, 1,
+     86400},
+    {"poll-interval-ms", CONFIG_INT, "1000",
+     "fallback poll interval when no notification arrives", &opt_poll_interval_ms, 10, 60000},
+    {"batch", CONFIG_INT, "1000", "most tries queued in one pass", &opt_batch, 1, 100000},
+    {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
+    {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
+    {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "Kafka topic prefix (topic = prefix + group)",
+     &opt_kafka_topic_prefix},
+    {"kafka-partitions", CONFIG_INT, "6", "partitions of the Kafka topics the scheduler creates",
+     &opt_kafka_partitions, 1, 10000},
+    {"kafka-replication", CONFIG_INT, "1", "replication factor of created Kafka topics",
+     &opt_kafka_replication, 1, 100},
+    {"kafka-conf", CONFIG_LIST, NULL,
+     "librdkafka property KEY=VALUE passed through (repeatable; env: comma-separated, or "
+     "DAGQ_KAFKA_<PROPERTY>)",
+     &opt_kafka_conf},
+    {"http-port", CONFIG_INT, NULL, "serve /healthz and /metrics on this port (off when unset)",
+     &opt_http_port, 0, 65535},
+    {"health-timeout", CONFIG_INT, "30",
+     "seconds without the database or the broker after which /healthz fails",
+     &opt_health_timeout, 1, 86400},
+    {"log-level", CONFIG_STRING, "info", "debug, info, warn or error", &opt_log_level},
+    {NULL}};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: dagq-scheduler [OPTIONS]\n\n"
+                 "Polls the dagq metastore, queues the task instances that may run and pushes\n"
+                 "them onto their worker group's queue. Several may run at once (HA).\n\n"
+                 "Options (each also read from the environment variable shown):\n");
+    config_usage(out, options);
+    fprintf(out, "  --help                     this text\n\n"
+                 "SIGTERM or SIGINT stops after the current pass; a second one exits at once.\n");
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR && !stop_requested)
+        ;
+}
+
+/* Waits for a notification on the metastore connection, up to timeout_ms. */
+static void wait_notify(db *d, int timeout_ms)
+{
+    int fd = db_socket(d);
+    if (fd < 0) {
+        sleep_ms(timeout_ms);
+        return;
+    }
+    if (db_drain_notifies(d) > 0)
+        return;
+    struct pollfd p = {fd, POLLIN, 0};
+    int n = poll(&p, 1, timeout_ms);
+    if (n > 0)
+        db_drain_notifies(d);
+}
+
+int main(int argc, char **argv)
+{
+    char err[1024];
+    config_list pos;
+    log_init("dagq-scheduler");
+    int rc = config_load(options, argc, argv, &pos, err, sizeof err);
+    if (rc == CONFIG_HELP) {
+        usage(stdout);
+        config_list_free(&pos);
+        config_free(options);
+        return 0;
+    }
+    if (rc == CONFIG_OK && pos.n > 0) {
+        snprintf(err, sizeof err, "unexpected argument \"%s\" (see --help)", pos.items[0]);
+        rc = CONFIG_ERR;
+    }
+    config_list_free(&pos);
+    if (rc == CONFIG_OK && log_set_level_name(opt_log_level)) {
+        snprintf(err, sizeof err, "--log-level must be debug, info, warn or error, got \"%s\"",
+                 opt_log_level);
+        rc = CONFIG_ERR;
+    }
+    if (rc == CONFIG_OK && queue_url_check(opt_broker_url, err, sizeof err) != QUEUE_OK)
+        rc = CONFIG_ERR;
+    if (rc != CONFIG_OK) {
+        fprintf(stderr, "dagq-scheduler: %s\n", err);
+        config_free(options);
+        return 2;
+    }
+
+    char host[256] = "localhost", name[300];
+    gethostname(host, sizeof host - 1);
+    if (opt_name)
+        snprintf(name, sizeof name, "%s", opt_name);
+    else
+        snprintf(name, sizeof name, "%s:%d", host, (int)getpid());
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    queue_conf qc = {
+        .broker_url = opt_broker_url,
+        .client_name = name,
+        .redis_prefix = opt_redis_prefix,
+        .kafka_topic_prefix = opt_kafka_topic_prefix,
+        .kafka_partitions = (int)opt_kafka_partitions,
+        .kafka_replication = (int)opt_kafka_replication,
+        .kafka_props = opt_kafka_conf.items,
+        .n_kafka_props = opt_kafka_conf.n,
+    };
+    sched_conf sc = {
+        .heartbeat_timeout_s = (double)opt_heartbeat_timeout,
+        .queued_timeout_s = (double)opt_queued_timeout,
+        .batch = (int)opt_batch,
+        .housekeeping_ms = 1000,
+    };
+    log_info("scheduler starting", "name=%s broker=%s heartbeat_timeout_s=%lld "
+             "queued_timeout_s=%lld",
+             name, opt_broker_url, opt_heartbeat_timeout, opt_queued_timeout);
+
+    db *d = db_new(opt_database_url, "dagq-scheduler");
+    queue *q = NULL;
+    sched *s = NULL;
+    int db_was_down = 1, q_attempt = 0;
+    volatile int *stopflag = (volatile int *)&stop_requested;
+
+    while (!stop_requested) {
+        if (!db_connected(d)) {
+            if (!db_was_down)
+                log_warn("lost the database; reconnecting", "name=%s", name);
+            db_was_down = 1;
+            if (db_ensure(d, stopflag) != DB_OK)
+                break;
+            if (db_listen(d, "dagq", err, sizeof err) != DB_OK) {
+                log_warn("LISTEN failed", "error=\"%s\"", err);
+                continue;
+            }
+        }
+        if (db_was_down) {
+            db_was_down = 0;
+            if (s)
+                sched_db_connected(s);
+            log_info("connected to the database", "name=%s", name);
+        }
+        if (!q) {
+            rc = queue_open(&qc, &q, err, sizeof err);
+            if (rc != QUEUE_OK) {
+                int ms = backoff_reconnect_ms(q_attempt++);
+                log_warn("broker unreachable, retrying", "broker=%s retry_in_ms=%d error=\"%s\"",
+                         opt_broker_url, ms, err);
+                if (rc == QUEUE_EINVAL) {
+                    log_error("broker configuration rejected", "error=\"%s\"", err);
+                    break;
+                }
+                sleep_ms(ms);
+                continue;
+            }
+            q_attempt = 0;
+            if (!s)
+                s = sched_new(&sc, d, q);
+        }
+        rc = sched_pass(s);
+        if (rc > 0)
+            continue; /* a full batch: there is more to queue at once */
+        if (rc == QUEUE_ECONN) {
+            sleep_ms(backoff_reconnect_ms(q_attempt++));
+            continue;
+        }
+        if (rc == DB_ECONN)
+            continue;
+        q_attempt = 0;
+        wait_notify(d, rc < 0 ? 1000 : (int)opt_poll_interval_ms);
+    }
+
+    log_info("scheduler stopped", "name=%s", name);
+    sched_free(s);
+    queue_free(q);
+    db_free(d);
+    config_free(options);
+    config_list_free(&opt_kafka_conf);
+    return 0;
+}

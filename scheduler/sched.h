@@ -1,0 +1,45 @@
+/* sched — one scheduler: polls the metastore, moves task instances through
+ * the state machine with the SQL functions of sql/004_functions.sql, and
+ * pushes the news that a try may start onto the queue of its worker group.
+ *
+ * A pass runs in one transaction under a transaction-level advisory lock, so
+ * of several schedulers (HA) one passes at a time and a crashed one never
+ * holds the lock; messages are pushed after COMMIT (DESIGN.md). */
+#ifndef DAGQ_SCHED_H
+#define DAGQ_SCHED_H
+
+#include "db.h"
+#include "queue.h"
+
+typedef struct sched_conf {
+    double heartbeat_timeout_s; /* running try without heartbeat for this long: zombie */
+    double queued_timeout_s;    /* queued try not started after this long: push again */
+    int batch;                  /* most tries queued in one pass */
+    int housekeeping_ms;        /* how often zombies, stale queued tries and schedules are checked */
+} sched_conf;
+
+typedef struct sched_stats {
+    long long passes, queued, repushed, zombies, runs_created, runs_started, runs_finished;
+    long long push_errors;
+    double last_pass_ms;
+} sched_stats;
+
+typedef struct sched sched; /* opaque */
+
+/* d and q are borrowed: they must outlive the scheduler. */
+sched *sched_new(const sched_conf *conf, db *d, queue *q);
+void sched_free(sched *s);
+
+/* One pass. Returns > 0 when there may be more to do at once (a full batch),
+ * 0 when done or when another scheduler holds the lock, or a negative
+ * DB_ECONN / QUEUE_ECONN when a server is unreachable. */
+int sched_pass(sched *s);
+
+/* Tells the scheduler the database connection was (re)established now: zombie
+ * detection waits one heartbeat timeout after that, so workers that lost the
+ * database too have time to heartbeat again (no false zombie alarms). */
+void sched_db_connected(sched *s);
+
+const sched_stats *sched_get_stats(const sched *s);
+
+#endif

@@ -1,0 +1,62 @@
+# The database rejects a DAG that cannot run, with an error naming the
+# problem, and keeps nothing of the rejected transaction.
+# brokers: redis
+
+case_cyclic_dag_rejected_at_insert() {
+    local err
+    err=$(sql_err "BEGIN;
+        INSERT INTO dagq.dag (dag_id) VALUES ('cyc');
+        INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('cyc','a','true'),('cyc','b','true'),('cyc','c','true'),('cyc','d','true');
+        INSERT INTO dagq.task_dependency VALUES ('cyc','b','a'),('cyc','c','b'),('cyc','a','c'),('cyc','d','a');
+        COMMIT;")
+    assert_contains "$err" 'has a cycle' "cycle error"
+    assert_contains "$err" 'DAG "cyc"' "names the DAG"
+    case "$err" in *"a -> b -> c -> a"* | *"b -> c -> a -> b"* | *"c -> a -> b -> c"*) ;;
+        *) fail "cycle path not named: $err" ;; esac
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag")" "nothing kept"
+    # a self-loop, and a cycle closed by a later statement on an existing DAG
+    sql "INSERT INTO dagq.dag (dag_id) VALUES ('ok'); INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('ok','a','true'),('ok','b','true'); INSERT INTO dagq.task_dependency VALUES ('ok','b','a')" >/dev/null
+    assert_contains "$(sql_err "INSERT INTO dagq.task_dependency VALUES ('ok','a','a')")" "cycle: a -> a" "self loop"
+    assert_contains "$(sql_err "INSERT INTO dagq.task_dependency VALUES ('ok','a','b')")" "has a cycle" "two-node cycle"
+    assert_eq 1 "$(sql "SELECT count(*) FROM dagq.task_dependency")" "only the good edge"
+}
+
+case_bad_definitions_rejected_with_named_problem() {
+    sql "INSERT INTO dagq.dag (dag_id) VALUES ('d'); INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('d','a','true')" >/dev/null
+    assert_contains "$(sql_err "INSERT INTO dagq.task_dependency VALUES ('d','a','nope')")" 'unknown task "nope"' "edge to unknown task"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, trigger_rule) VALUES ('d','x','true','sometimes')")" 'unknown trigger_rule "sometimes"' "trigger rule"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, kind) VALUES ('d','x','true','python')")" 'unknown kind "python"' "kind"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, retries) VALUES ('d','x','true',-1)")" 'retries must not be negative' "negative retries"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, worker_group) VALUES ('d','x','true','no spaces')")" 'not a valid worker group name' "worker group"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id) VALUES ('d','x')")" 'needs a command' "missing command"
+    assert_contains "$(sql_err "INSERT INTO dagq.dag (dag_id, schedule) VALUES ('s','61 * * * *')")" 'schedule "61 * * * *" is not valid' "bad cron"
+    assert_contains "$(sql_err "INSERT INTO dagq.dag (dag_id, schedule) VALUES ('s','@fortnightly')")" 'is not valid' "bad macro"
+    assert_contains "$(sql_err "INSERT INTO dagq.dag (dag_id, timezone) VALUES ('s','Mars/Olympus')")" 'timezone "Mars/Olympus" is not a known IANA time zone' "bad time zone"
+    assert_contains "$(sql_err "INSERT INTO dagq.dag (dag_id) VALUES ('bad id!')")" 'dag_id "bad id!" is not valid' "bad dag id"
+    assert_contains "$(sql_err "SELECT dagq.trigger_dag('nope')")" 'unknown DAG "nope"' "trigger unknown DAG"
+    assert_contains "$(sql_err "UPDATE dagq.dag SET schedule = '0 25 * * *' WHERE dag_id = 'd'")" 'is not valid' "bad cron on update"
+    # good ones pass
+    sql "INSERT INTO dagq.dag (dag_id, schedule, timezone) VALUES ('good', '30 2 * * 1-5', 'Europe/Berlin'), ('good2', '@daily', 'America/New_York')" >/dev/null ||
+        fail "valid schedules rejected"
+}
+
+case_sql_cron_check_agrees_with_c_parser() {
+    bash tests/cron_sql_check.sh "$DAGQ_DATABASE_URL" || fail "dagq.cron_check disagrees with cron_parse"
+}
+
+case_migrate_is_idempotent_and_concurrent() {
+    local out
+    out=$("$T_BIN/dagq" db migrate 2>&1) || fail "second migrate failed: $out"
+    local db2
+    db2=$(pg_new_db "${T_CASE##*/}_m" | tr -d '\n') || true
+    db2=$(echo "postgresql://dagq@127.0.0.1:$PG_PORT/$(basename "$T_CASE" | tr '-' '_')_m")
+    psql -X -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$(basename "$db2")\"" >/dev/null 2>&1
+    DAGQ_DATABASE_URL=$db2 "$T_BIN/dagq" db migrate >"$T_CASE/m1.out" 2>&1 &
+    local p1=$!
+    DAGQ_DATABASE_URL=$db2 "$T_BIN/dagq" db migrate >"$T_CASE/m2.out" 2>&1 &
+    local p2=$!
+    wait $p1 || fail "concurrent migrate 1: $(cat "$T_CASE/m1.out")"
+    wait $p2 || fail "concurrent migrate 2: $(cat "$T_CASE/m2.out")"
+    assert_eq "$(sql "SELECT count(*) FROM dagq.schema_migrations")" \
+        "$(psql -X -At "$db2" -c "SELECT count(*) FROM dagq.schema_migrations")" "all migrations recorded once"
+}

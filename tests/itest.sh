@@ -1,0 +1,120 @@
+# tests/itest.sh — helpers for integration test cases (sourced by run.sh
+# after tests/lib.sh). Each case runs in its own subshell with a fresh
+# database ($DAGQ_DATABASE_URL), a private queue prefix, and its own log
+# folder $T_CASE; processes it starts are stopped at its end and their logs
+# checked for sanitizer reports.
+
+declare -A P_PID=()
+T_FAILS=0
+
+# psql on the case's database: one value per line, fields separated by |
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -c "$1"; }
+# the same, returning the error text instead of failing the case
+sql_err() { psql -X -q -At -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -c "$1" 2>&1 >/dev/null; }
+
+fail() {
+    echo "    FAIL: $*" >&2
+    T_FAILS=$((T_FAILS + 1))
+}
+
+assert_eq() { # expected actual what
+    if [ "$1" != "$2" ]; then fail "$3: expected [$1], got [$2]"; fi
+}
+
+assert_contains() { # haystack needle what
+    case "$1" in *"$2"*) ;; *) fail "$3: [$1] does not contain [$2]" ;; esac
+}
+
+assert_le() { # a b what  (integers: a <= b)
+    if ! [ "$1" -le "$2" ] 2>/dev/null; then fail "$3: expected $1 <= $2"; fi
+}
+
+# start NAME PROGRAM [ARGS...]: a dagq program in the background, logging to
+# $T_CASE/NAME.log
+start() {
+    local name=$1 prog=$2
+    shift 2
+    ${TEST_PREFIX:-} "$T_BIN/$prog" "$@" >>"$T_CASE/$name.log" 2>&1 &
+    P_PID[$name]=$!
+    T_PIDS+=($!)
+}
+
+start_scheduler() { local n=$1; shift; start "$n" dagq-scheduler --poll-interval-ms 250 "$@"; }
+start_worker() { local n=$1; shift; start "$n" dagq-worker --name "$n" --heartbeat-interval 1 "$@"; }
+
+# stop NAME: SIGTERM and wait (a program that does not exit in 30 s is a failure)
+stop() {
+    local name=$1 pid=${P_PID[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null
+    local i
+    for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        fail "$name did not stop within 30 s of SIGTERM"
+        kill -9 "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    local rc=$?
+    unset "P_PID[$name]"
+    if [ "$rc" -ne 0 ]; then fail "$name exited with status $rc"; fi
+}
+
+kill9() {
+    local pid=${P_PID[$1]:-}
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "P_PID[$1]"
+}
+
+stop_all() {
+    local n
+    for n in "${!P_PID[@]}"; do stop "$n"; done
+}
+
+# Sanitizer reports in any log of the case fail it.
+check_logs() {
+    local f
+    for f in "$T_CASE"/*.log; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
+            fail "sanitizer report in $(basename "$f"):"
+            grep -E -A25 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -60 >&2
+        fi
+    done
+}
+
+# wait_until TIMEOUT_S SQL EXPECTED: polls until SQL returns EXPECTED
+wait_until() {
+    local timeout=$1 q=$2 want=$3 got=""
+    local deadline=$((SECONDS + timeout))
+    while ((SECONDS < deadline)); do
+        got=$(sql "$q" 2>/dev/null)
+        [ "$got" = "$want" ] && return 0
+        sleep 0.2
+    done
+    fail "waited ${timeout}s for [$q] = [$want], last [$got]"
+    return 1
+}
+
+# wait_run RUN_ID [TIMEOUT_S]: until the run has finished; prints its state
+wait_run() {
+    local run=$1 timeout=${2:-60} st=""
+    local deadline=$((SECONDS + timeout))
+    while ((SECONDS < deadline)); do
+        st=$(sql "SELECT state FROM dagq.dag_run WHERE run_id = $run")
+        case "$st" in success | failed) echo "$st"; return 0 ;; esac
+        sleep 0.2
+    done
+    echo "timeout($st)"
+    return 1
+}
+
+ti_state() { sql "SELECT state FROM dagq.task_instance WHERE run_id = $1 AND task_id = '$2'"; }
+
+# Everything that moves: one scheduler and N workers with the case's broker.
+start_stack() {
+    local workers=${1:-1}
+    start_scheduler sched --heartbeat-timeout "${T_HEARTBEAT_TIMEOUT:-30}"
+    local i
+    for i in $(seq "$workers"); do start_worker "w$i" --slots "${T_SLOTS:-4}"; done
+}

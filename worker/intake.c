@@ -1,0 +1,238 @@
+#include "intake.h"
+
+#include "backoff.h"
+#include "log.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INTAKE_MAX_BATCH 64
+
+typedef struct intake_consumer {
+    intake *in;
+    const char *group;
+    queue_consumer *c; /* set by the thread; freed by intake_stop */
+    pthread_t thread;
+} intake_consumer;
+
+struct intake {
+    const queue_conf *conf;
+    int slots, wake_fd, ngroups;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running, inbox_n, reserved;
+    intake_item *head, *tail;
+    atomic_int stopping;
+    intake_consumer *consumers;
+};
+
+static void intake_notify(intake *in)
+{
+    char b = 1;
+    ssize_t w = write(in->wake_fd, &b, 1);
+    (void)w; /* a full pipe already means "wake up" */
+}
+
+/* Waits on the intake's condition variable for up to ms (stop or a freed slot
+ * ends the wait). Called with mu held. */
+static void intake_wait_locked(intake *in, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&in->cv, &in->mu, &ts);
+}
+
+static void *intake_thread(void *arg)
+{
+    intake_consumer *ic = arg;
+    intake *in = ic->in;
+    char err[512];
+    int attempt = 0;
+    /* several groups share the slots: poll in shorter slices so one group's
+     * idle poll does not hold slots another group's messages could use */
+    int poll_ms = in->ngroups > 1 ? 200 : 1000;
+    while (!atomic_load(&in->stopping)) {
+        if (!ic->c) {
+            queue_consumer *c = NULL;
+            int rc = queue_consumer_open(in->conf, ic->group, &c, err, sizeof err);
+            if (rc == QUEUE_OK) {
+                pthread_mutex_lock(&in->mu);
+                ic->c = c;
+                pthread_mutex_unlock(&in->mu);
+            }
+            if (rc != QUEUE_OK) {
+                int ms = backoff_reconnect_ms(attempt++);
+                log_warn("cannot open the queue consumer, retrying",
+                         "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms, err);
+                pthread_mutex_lock(&in->mu);
+                if (!atomic_load(&in->stopping))
+                    intake_wait_locked(in, ms);
+                pthread_mutex_unlock(&in->mu);
+                continue;
+            }
+            if (attempt)
+                log_info("queue consumer open", "group=%s", ic->group);
+            attempt = 0;
+        }
+        pthread_mutex_lock(&in->mu);
+        int want = in->slots - in->running - in->inbox_n - in->reserved;
+        if (want > INTAKE_MAX_BATCH)
+            want = INTAKE_MAX_BATCH;
+        if (want < 0)
+            want = 0;
+        in->reserved += want;
+        pthread_mutex_unlock(&in->mu);
+
+        queue_msg *msgs[INTAKE_MAX_BATCH];
+        int n = 0;
+        int rc = queue_consumer_poll(ic->c, want, poll_ms, msgs, &n, err, sizeof err);
+
+        pthread_mutex_lock(&in->mu);
+        in->reserved -= want;
+        for (int i = 0; i < n; i++) {
+            intake_item *it = mem_calloc(1, sizeof *it);
+            it->msg = msgs[i];
+            it->consumer = ic->c;
+            it->group = ic->group;
+            if (in->tail)
+                in->tail->next = it;
+            else
+                in->head = it;
+            in->tail = it;
+            in->inbox_n++;
+        }
+        pthread_mutex_unlock(&in->mu);
+        if (n > 0)
+            intake_notify(in);
+        if (rc != QUEUE_OK) {
+            int ms = backoff_reconnect_ms(attempt++);
+            log_warn("queue poll failed, retrying", "group=%s retry_in_ms=%d error=\"%s\"",
+                     ic->group, ms, err);
+            pthread_mutex_lock(&in->mu);
+            if (!atomic_load(&in->stopping))
+                intake_wait_locked(in, ms);
+            pthread_mutex_unlock(&in->mu);
+        } else {
+            attempt = 0;
+        }
+    }
+    return NULL;
+}
+
+intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd)
+{
+    intake *in = mem_calloc(1, sizeof *in);
+    in->conf = conf;
+    in->slots = slots;
+    in->wake_fd = wake_fd;
+    in->ngroups = ngroups;
+    pthread_mutex_init(&in->mu, NULL);
+    pthread_cond_init(&in->cv, NULL);
+    atomic_init(&in->stopping, 0);
+    in->consumers = mem_calloc((size_t)ngroups, sizeof *in->consumers);
+    for (int i = 0; i < ngroups; i++) {
+        in->consumers[i].in = in;
+        in->consumers[i].group = groups[i];
+        pthread_create(&in->consumers[i].thread, NULL, intake_thread, &in->consumers[i]);
+    }
+    return in;
+}
+
+intake_item *intake_take(intake *in)
+{
+    pthread_mutex_lock(&in->mu);
+    intake_item *it = in->head;
+    if (it) {
+        in->head = it->next;
+        if (!in->head)
+            in->tail = NULL;
+        it->next = NULL;
+        /* it still holds its slot until intake_done or a running try takes it */
+    }
+    pthread_mutex_unlock(&in->mu);
+    return it;
+}
+
+void intake_unget(intake *in, intake_item *it)
+{
+    pthread_mutex_lock(&in->mu);
+    it->next = in->head;
+    in->head = it;
+    if (!in->tail)
+        in->tail = it;
+    pthread_mutex_unlock(&in->mu);
+}
+
+void intake_done(intake *in, intake_item *it, const char *reason)
+{
+    char err[512];
+    int rc;
+    if (reason)
+        rc = queue_consumer_dead_letter(it->consumer, it->msg, reason, err, sizeof err);
+    else
+        rc = queue_consumer_ack(it->consumer, it->msg, err, sizeof err);
+    if (rc != QUEUE_OK)
+        log_warn(reason ? "dead-letter failed; the broker will deliver the message again"
+                        : "ack failed; the broker will deliver the message again",
+                 "group=%s id=%s error=\"%s\"", it->group, it->msg->id, err);
+    queue_msg_free(it->msg);
+    mem_free(it);
+    pthread_mutex_lock(&in->mu);
+    in->inbox_n--;
+    pthread_cond_broadcast(&in->cv);
+    pthread_mutex_unlock(&in->mu);
+}
+
+void intake_set_running(intake *in, int running)
+{
+    pthread_mutex_lock(&in->mu);
+    int freed = running < in->running;
+    in->running = running;
+    pthread_cond_broadcast(&in->cv);
+    if (freed) {
+        /* consumers idling with max == 0 (or blocked with a smaller batch)
+         * look again at once; wake is thread-safe */
+        for (int i = 0; i < in->ngroups; i++)
+            if (in->consumers[i].c)
+                queue_consumer_wake(in->consumers[i].c);
+    }
+    pthread_mutex_unlock(&in->mu);
+}
+
+void intake_stop(intake *in)
+{
+    if (!in)
+        return;
+    atomic_store(&in->stopping, 1);
+    pthread_mutex_lock(&in->mu);
+    pthread_cond_broadcast(&in->cv);
+    for (int i = 0; i < in->ngroups; i++)
+        if (in->consumers[i].c)
+            queue_consumer_wake(in->consumers[i].c);
+    pthread_mutex_unlock(&in->mu);
+    for (int i = 0; i < in->ngroups; i++)
+        pthread_join(in->consumers[i].thread, NULL);
+    /* untaken messages: not acked, the broker hands them to another worker */
+    for (intake_item *it = in->head, *next; it; it = next) {
+        next = it->next;
+        queue_msg_free(it->msg);
+        mem_free(it);
+    }
+    for (int i = 0; i < in->ngroups; i++)
+        queue_consumer_free(in->consumers[i].c);
+    mem_free(in->consumers);
+    pthread_mutex_destroy(&in->mu);
+    pthread_cond_destroy(&in->cv);
+    mem_free(in);
+}
