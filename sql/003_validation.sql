@@ -97,10 +97,6 @@ BEGIN
         RAISE EXCEPTION 'dagq.task "%.%": a shell task needs a command', NEW.dag_id, NEW.task_id
             USING ERRCODE = 'check_violation';
     END IF;
-    IF NEW.command LIKE '%' || chr(0) || '%' THEN
-        RAISE EXCEPTION 'dagq.task "%.%": command contains a NUL byte', NEW.dag_id, NEW.task_id
-            USING ERRCODE = 'check_violation';
-    END IF;
     IF NEW.worker_group IS NOT NULL AND NOT dagq.group_name_ok(NEW.worker_group) THEN
         RAISE EXCEPTION 'dagq.task "%.%": worker_group "%" is not a valid worker group name (1-100 letters, digits, "_", "." or "-")', NEW.dag_id, NEW.task_id, NEW.worker_group
             USING ERRCODE = 'check_violation';

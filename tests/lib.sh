@@ -94,7 +94,7 @@ redis_start() {
         --appendonly yes --appendfsync everysec --daemonize no \
         >"$REDIS_DIR/server.log" 2>&1 &
     REDIS_PID=$!
-    export REDIS_PORT REDIS_DIR REDIS_PID
+    export REDIS_PORT REDIS_DIR
     t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 }

@@ -46,7 +46,7 @@ if [ "$what" = integration ] || [ "$what" = all ]; then
     # declare BROKERS="redis" when it is about one broker only
     n=0
     for f in tests/integration/*.sh; do
-        cases=$(bash -c ". tests/lib.sh >/dev/null 2>&1; . '$f'; declare -F" | awk '{print $3}' | grep '^case_' || true)
+        cases=$(grep -oE '^case_[A-Za-z0-9_]+\(\)' "$f" | tr -d '()' || true)
         file_brokers=$(grep -m1 '^# brokers:' "$f" | sed 's/^# brokers://')
         for b in $brokers; do
             if [ -n "$file_brokers" ] && ! echo " $file_brokers " | grep -q " $b "; then continue; fi
@@ -62,6 +62,7 @@ if [ "$what" = integration ] || [ "$what" = all ]; then
                 db=$(pg_new_db "t$n") || { record "$name" 1; continue; }
                 start_s=$SECONDS
                 (
+                    trap 'for p in "${P_PID[@]}"; do kill -9 "$p" 2>/dev/null; done' EXIT
                     export DAGQ_DATABASE_URL=$db T_BROKER=$b
                     export DAGQ_REDIS_PREFIX="t$n:" DAGQ_KAFKA_TOPIC_PREFIX="t$n."
                     if [ "$b" = redis ]; then export DAGQ_BROKER_URL=$REDIS_URL; else export DAGQ_BROKER_URL=$KAFKA_URL; fi
@@ -78,6 +79,20 @@ if [ "$what" = integration ] || [ "$what" = all ]; then
                 if [ $rc -ne 0 ] && [ -n "${T_KEEP_FAILED:-}" ]; then T_KEEP=1; fi
             done
         done
+    done
+fi
+
+# Standalone test scripts start their own servers.
+if [ "$what" = integration ] || [ "$what" = all ]; then
+    for t in tests/cli_test.sh; do
+        if [ ${#filter[@]} -gt 0 ]; then
+            m=0; for p in "${filter[@]}"; do case $t in *$p*) m=1 ;; esac; done
+            [ $m -eq 1 ] || continue
+        fi
+        start_s=$SECONDS
+        out=$(env -u T_ROOT -u REDIS_PORT -u REDIS_DIR -u PG_PORT -u PG_DIR bash "$t" 2>&1); rc=$?
+        [ $rc -ne 0 ] && echo "$out" | tail -40 | sed 's/^/    /'
+        record "$(basename "$t" .sh) ($((SECONDS - start_s))s)" $rc
     done
 fi
 

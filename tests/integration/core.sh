@@ -242,7 +242,7 @@ SQL
     assert_eq success "$(wait_run "$run" 60)" "run succeeds after the crash"
     assert_eq 2 "$(sql "SELECT try_number FROM dagq.task_instance WHERE run_id = $run")" "second try"
     assert_eq "w2" "$(sql "SELECT worker_id FROM dagq.task_instance WHERE run_id = $run")" "ran on the other worker"
-    assert_contains "$(sql "SELECT note FROM dagq.task_try t JOIN dagq.task_instance i USING (ti_id) WHERE i.run_id = $run AND t.try_number = 1")" \
+    assert_contains "$(sql "SELECT t.note FROM dagq.task_try t JOIN dagq.task_instance i USING (ti_id) WHERE i.run_id = $run AND t.try_number = 1")" \
         "zombie" "first try recorded as zombie"
     sleep 3.5
     assert_eq 2 "$(wc -l <"$T_CASE/starts")" "two starts, no third"
