@@ -2,6 +2,7 @@
 
 #include "mem.h"
 #include "migrate.h"
+#include "queue.h"
 #include "table.h"
 
 #include <errno.h>
@@ -530,4 +531,76 @@ int cmd_workers(cmd_ctx *c)
         cmd_print_result(r, headers, "ttntnnta");
     PQclear(r);
     return CMD_OK;
+}
+
+/* Per worker group: the metastore's side from dagq.worker_group_backlog, the
+ * broker's side (messages no consumer has taken yet) from queue_backlog when
+ * --broker-url is set. The columns an autoscaler would scale a group by. */
+int cmd_queues(cmd_ctx *c)
+{
+    static const char *sql =
+        "SELECT worker_group, queued, ready, running, live_workers, free_slots,"
+        "       oldest_queued_age_s"
+        "  FROM dagq.worker_group_backlog ORDER BY worker_group";
+    static const char *headers[] = {"GROUP",   "QUEUED",  "READY",      "BACKLOG",
+                                    "RUNNING", "WORKERS", "FREE SLOTS", "OLDEST QUEUED"};
+    char err[1024];
+    if (c->broker_url && queue_url_check(c->broker_url, err, sizeof err) != QUEUE_OK) {
+        cmd_error("--broker-url: %s", err);
+        return CMD_USAGE;
+    }
+    PGresult *r;
+    if (cmd_query(c, "cli_queues", sql, 0, NULL, &r, "reading dagq.worker_group_backlog"))
+        return CMD_ERR;
+    if (PQntuples(r) == 0) {
+        printf("no worker groups with work or workers\n");
+        PQclear(r);
+        return CMD_OK;
+    }
+    queue *q = NULL;
+    int status = CMD_OK;
+    if (c->broker_url) {
+        queue_conf qc = {
+            .broker_url = c->broker_url,
+            .client_name = "dagq-cli",
+            .redis_prefix = c->redis_prefix,
+            .kafka_topic_prefix = c->kafka_topic_prefix,
+        };
+        if (queue_open(&qc, &q, err, sizeof err) != QUEUE_OK) {
+            cmd_error("cannot reach the broker %s: %s (backlog shown as -)", c->broker_url, err);
+            status = CMD_ERR;
+        }
+    }
+    table *t = table_new(8, headers, "lrrrrrrr");
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *group = PQgetvalue(r, i, 0);
+        table_cell(t, group);
+        for (int col = 1; col <= 2; col++)
+            table_cell(t, PQgetvalue(r, i, col));
+        int64_t backlog;
+        if (!q) {
+            table_cell(t, NULL);
+        } else if (queue_backlog(q, group, &backlog, err, sizeof err) == QUEUE_OK) {
+            table_cellf(t, "%lld", (long long)backlog);
+        } else {
+            cmd_error("reading the broker backlog of group %s: %s", group, err);
+            table_cell(t, NULL);
+            status = CMD_ERR;
+        }
+        for (int col = 3; col <= 5; col++)
+            table_cell(t, PQgetvalue(r, i, col));
+        double age = strtod(PQgetvalue(r, i, 6), NULL);
+        if (!strcmp(PQgetvalue(r, i, 1), "0")) {
+            table_cell(t, NULL);
+        } else {
+            char buf[64];
+            table_duration(age, buf, sizeof buf);
+            table_cell(t, buf);
+        }
+    }
+    table_print(t, stdout);
+    table_free(t);
+    queue_free(q);
+    PQclear(r);
+    return status;
 }

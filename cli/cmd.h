@@ -14,14 +14,17 @@
 #define CMD_USAGE 2 /* the command line is wrong */
 
 typedef struct cmd_ctx {
-    db *db;                   /* connected; borrowed */
-    int nargs;                /* positional arguments after the command words */
-    char *const *args;        /* borrowed */
-    const char *conf;         /* --conf, or NULL */
-    const char *logical_date; /* --logical-date, or NULL */
-    long long limit;          /* --limit */
-    long long try_number;     /* --try, 0 when not given */
-    int downstream;           /* --downstream */
+    db *db;                         /* connected; borrowed */
+    int nargs;                      /* positional arguments after the command words */
+    char *const *args;              /* borrowed */
+    const char *conf;               /* --conf, or NULL */
+    const char *logical_date;       /* --logical-date, or NULL */
+    long long limit;                /* --limit */
+    long long try_number;           /* --try, 0 when not given */
+    int downstream;                 /* --downstream */
+    const char *broker_url;         /* --broker-url, or NULL: queues shows no broker backlog */
+    const char *redis_prefix;       /* --redis-prefix */
+    const char *kafka_topic_prefix; /* --kafka-topic-prefix */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);
@@ -37,6 +40,7 @@ int cmd_clear(cmd_ctx *c);
 int cmd_pause(cmd_ctx *c);
 int cmd_unpause(cmd_ctx *c);
 int cmd_workers(cmd_ctx *c);
+int cmd_queues(cmd_ctx *c);
 
 /* The words of a libpq or server error without the decoration: drops a
  * leading "<stmt>: ", "ERROR:  " and the statement-position lines, turns

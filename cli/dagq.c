@@ -19,6 +19,9 @@ static char *opt_logical_date;
 static long long opt_limit;
 static long long opt_try;
 static int opt_downstream;
+static char *opt_broker_url;
+static char *opt_redis_prefix;
+static char *opt_kafka_topic_prefix;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -35,6 +38,11 @@ static const config_option cli_options[] = {
      INT_MAX},
     {"downstream", CONFIG_FLAG, NULL, "clear: also clear the tasks downstream of TASK_ID",
      &opt_downstream},
+    {"broker-url", CONFIG_STRING, NULL,
+     "queues: the broker (redis://... or kafka://...) whose backlog to show", &opt_broker_url},
+    {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
+    {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "queues: Kafka topic prefix",
+     &opt_kafka_topic_prefix},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -88,6 +96,14 @@ static const cli_command cli_commands[] = {
     {"pause", "DAG", 1, 1, {"DAG"}, "", "stop creating runs and queueing tasks", cmd_pause},
     {"unpause", "DAG", 1, 1, {"DAG"}, "", "resume DAG", cmd_unpause},
     {"workers", "", 0, 0, {NULL}, "", "list workers (no heartbeat for 60 s: lost)", cmd_workers},
+    {"queues",
+     "[--broker-url URL]",
+     0,
+     0,
+     {NULL},
+     ",broker-url,redis-prefix,kafka-topic-prefix,",
+     "per worker group: queued, broker backlog, running, live workers, free slots",
+     cmd_queues},
     {"help", "", 0, 0, {NULL}, "", "print this help", NULL},
     {NULL},
 };
@@ -285,6 +301,9 @@ int main(int argc, char **argv)
         .limit = opt_limit,
         .try_number = opt_try,
         .downstream = opt_downstream,
+        .broker_url = opt_broker_url,
+        .redis_prefix = opt_redis_prefix,
+        .kafka_topic_prefix = opt_kafka_topic_prefix,
     };
     status = c->fn(&ctx);
 

@@ -28,16 +28,28 @@
  * (and so over all workers) instead of landing on one. queue_push hands the
  * message to librdkafka; queue_flush waits until every delivery report is in
  * and reports the first failure since the last flush. A flush that times out
- * is QUEUE_ECONN; the undelivered messages stay queued in librdkafka and may
- * still arrive later (a duplicate the claim in PostgreSQL absorbs). A fatal
- * idempotence error makes the producer be re-created, reported once as
+ * is QUEUE_ECONN and drops what librdkafka still holds (purge), so that an
+ * outage does not pile up copies of re-pushed batches; a message that was in
+ * flight may still arrive (a duplicate the claim in PostgreSQL absorbs). A
+ * fatal idempotence error makes the producer be re-created, reported once as
  * QUEUE_EBROKER.
  *
- * Consumer. One librdkafka KafkaConsumer per worker group, cooperative-sticky
- * assignment (a joining worker takes partitions without the others stopping),
- * session 10 s with 1 s heartbeats, fetch.wait.max.ms=10 (a resumed
- * partition is fetched again within 10 ms), auto.offset.reset=earliest.
- * Offsets: librdkafka never stores an offset by itself; queue_consumer_ack
+ * Consumer. One librdkafka KafkaConsumer per worker group; session 10 s with
+ * 1 s heartbeats (a killed worker's partitions move within ~10 s);
+ * auto.offset.reset=earliest; queued.min.messages=1000 (prefetch per
+ * partition); fetch.wait.max.ms=100: the broker answers a waiting fetch as
+ * soon as a message arrives (push to poll measured at ~2 ms either way), and
+ * an idle consumer costs the broker 10 fetches a second, not 100.
+ *
+ * Assignment: roundrobin, an eager protocol: every join or leave revokes and
+ * reassigns all partitions, which takes about a heartbeat. cooperative-sticky
+ * would move only what must move, but the librdkafka of Debian 12 (2.0.2)
+ * aborts in rd_kafka_destroy() when a cooperative-sticky consumer is
+ * destroyed before its first assignment (librdkafka issue 4312, fixed in
+ * 2.3.0). With librdkafka >= 2.3 cooperative-sticky is the default; the
+ * rebalance callback handles both protocols.
+ *
+ * Offsets. librdkafka never stores an offset by itself; queue_consumer_ack
  * stores one and the auto-commit (every 500 ms, on revocation and on close)
  * commits it, so an offset is committed only after the worker decided the
  * claim. Acks arrive out of order when a worker runs several tasks, so per
@@ -45,19 +57,24 @@
  * and stores only up to the lowest of them: a crash re-delivers every message
  * whose claim was not decided. A partition's state belongs to one assignment
  * (a generation number); an ack for a message of a partition since revoked
- * does nothing, the partition's new owner gets the message again.
+ * does nothing: the partition's new owner gets the message again.
  *
- * Pausing. poll(max == 0) pauses every assigned partition (and, while
- * paused, each newly assigned one: librdkafka keeps a partition's pause flag
- * across re-assignment, so assigned partitions are explicitly paused or
- * resumed) and keeps calling rd_kafka_consumer_poll, which serves heartbeats,
- * rebalances and max.poll.interval.ms, so a worker with no free slot stays in
- * its group however long its tasks run. librdkafka drops what it prefetched
- * for a paused partition and fetches again from the application's position
- * on resume; a message that still reaches the application while paused is
- * kept in a stash and returned first by the next poll(max >= 1), which
- * resumes. Stashed messages of a revoked partition are dropped (they were
- * never acked, so the new owner reads them).
+ * No free slot. poll(max == 0) takes nothing but keeps calling
+ * rd_kafka_consumer_poll, which serves heartbeats, rebalances and
+ * max.poll.interval.ms, so a worker stays in its group however long its tasks
+ * run. A message that arrives meanwhile goes to a stash (handed out as far as
+ * offsets go); when the stash holds KQ_STASH_HIGH messages every assigned
+ * partition is paused (and so is each one assigned while paused), and
+ * librdkafka drops what it prefetched. poll(max >= 1) returns the stash first
+ * and resumes once fewer than KQ_STASH_LOW are left. Pausing only when work
+ * piles up, not at every poll(max == 0), is for latency: librdkafka 2.0
+ * fetches a resumed partition only at its broker thread's next wakeup, up to
+ * 1 s later (measured: ~800 ms per pause/resume cycle), and the stash covers
+ * that second. Only partitions this consumer paused are resumed (librdkafka
+ * keeps a partition's pause flag across assignments, and resuming one that is
+ * not paused can make it fetch old offsets again: librdkafka issue 4686).
+ * Stashed messages of a revoked partition are dropped (never acked, so the new
+ * owner reads them).
  *
  * Threads. The producer is used by one thread. A consumer's poll runs on one
  * thread (rebalance, error and log callbacks run inside it); ack and
@@ -93,11 +110,14 @@ extern char **environ;
 
 #define KQ_DEFAULT_PREFIX "dagq."
 #define KQ_DEAD_LETTER "dead-letter"
-#define KQ_ADMIN_TIMEOUT_MS 10000
+#define KQ_ADMIN_TIMEOUT_MS 5000    /* a request, broker lookup included */
+#define KQ_ADMIN_OP_TIMEOUT_MS 4000 /* the broker creating a topic */
 #define KQ_TOPIC_WAIT_MS 10000
 #define KQ_DEAD_LETTER_TIMEOUT_MS 10000
 #define KQ_CLOSE_FLUSH_MS 3000
 #define KQ_POLL_SLICE_MS 200
+#define KQ_STASH_HIGH 64 /* poll(max == 0) pauses the partitions at this many stashed */
+#define KQ_STASH_LOW 16  /* and poll(max >= 1) resumes them below this many */
 #define KQ_HEADER_REASON "dagq-reason"
 #define KQ_HEADER_SOURCE "dagq-source"
 
@@ -117,6 +137,10 @@ typedef struct kq_settings {
     int n_props;
 } kq_settings;
 
+typedef struct kq_kv {
+    const char *key, *value;
+} kq_kv;
+
 /* dagq's own DAGQ_KAFKA_* options: not librdkafka properties. */
 static const char *const kq_own_env[] = {"CONF", "TOPIC_PREFIX", "PARTITIONS", "REPLICATION"};
 
@@ -125,9 +149,13 @@ static const char *const kq_own_env[] = {"CONF", "TOPIC_PREFIX", "PARTITIONS", "
 typedef struct kq_client {
     rd_kafka_t *rk;
     const char *role;  /* "producer", "consumer": for logs */
-    const char *label; /* worker group or "scheduler": for logs */
-    atomic_int down;   /* every broker unreachable */
+    const char *label; /* worker group or "-": for logs */
     atomic_int fatal;  /* librdkafka raised a fatal error */
+    /* for the down/up log lines; under bmu (librdkafka's broker threads and
+     * the thread serving the error callback use them) */
+    pthread_mutex_t bmu;
+    int64_t last_up, last_down; /* when a broker connection last went up, down */
+    bool down, closing;
 } kq_client;
 
 typedef struct kq_producer {
@@ -139,6 +167,10 @@ typedef struct kq_producer {
     char first_errstr[512];
     char **ensured; /* topics known to exist */
     int n_ensured;
+    /* after a push could not create its topic for want of a broker, pushes
+     * to new topics fail at once until then, instead of each waiting */
+    int64_t ensure_retry_at;
+    char ensure_err[512];
 } kq_producer;
 
 typedef struct kq_part {
@@ -147,6 +179,10 @@ typedef struct kq_part {
     uint64_t gen;   /* which assignment this state belongs to */
     int64_t next;   /* offset after the highest handed out, -1: none */
     int64_t stored; /* last offset stored, -1: none */
+    bool paused;    /* paused by this consumer: librdkafka keeps that across
+                       assignments, and resuming a partition that is not
+                       paused can make librdkafka fetch old offsets again
+                       (librdkafka issue 4686), so this is tracked */
     int64_t *out;   /* handed out (or stashed), not acked */
     int n_out, cap_out;
 } kq_part;
@@ -177,9 +213,8 @@ typedef struct kq_consumer {
     kq_msg **stash; /* poll thread only (rebalances run inside poll) */
     int n_stash, cap_stash;
 
-    pthread_mutex_t dl_mu; /* guards dl, dl_ready */
+    pthread_mutex_t dl_mu; /* guards dl */
     kq_producer *dl;
-    bool dl_ready;
 } kq_consumer;
 
 /* ---- small helpers ---- */
@@ -441,8 +476,67 @@ static void kq_log_cb(const rd_kafka_t *rk, int level, const char *fac, const ch
                        : level == 4 ? LOG_WARN
                        : level <= 6 ? LOG_INFO
                                     : LOG_DEBUG;
+    /* a refused connection is repeated while a broker is down (that is
+     * logged once, below); the same list of properties goes to producers
+     * and consumers, so a property for the other kind is expected */
+    if (!strcmp(fac, "FAIL") || (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by")))
+        l = LOG_DEBUG;
     if (log_enabled(l))
         log_write(l, buf, "kafka=%s fac=%s", rd_kafka_name(rk), fac);
+}
+
+static void kq_client_init(kq_client *cl, const char *role, const char *label)
+{
+    cl->role = role;
+    cl->label = label;
+    pthread_mutex_init(&cl->bmu, NULL);
+}
+
+/* Before a new rk (no callback can run then). */
+static void kq_client_reset(kq_client *cl)
+{
+    cl->last_up = cl->last_down = 0;
+    cl->down = cl->closing = false;
+    atomic_store(&cl->fatal, 0);
+}
+
+/* Before rk is closed: its connections going down is no outage. */
+static void kq_client_closing(kq_client *cl)
+{
+    pthread_mutex_lock(&cl->bmu);
+    cl->closing = true;
+    pthread_mutex_unlock(&cl->bmu);
+}
+
+static void kq_client_fini(kq_client *cl)
+{
+    pthread_mutex_destroy(&cl->bmu);
+}
+
+/* Runs on librdkafka's broker threads: notes when connections go up and
+ * down, and logs the end of an outage the error callback reported. */
+static rd_kafka_resp_err_t kq_broker_state_cb(rd_kafka_t *rk, int32_t broker_id,
+                                              const char *secproto, const char *name, int port,
+                                              const char *state, void *opaque)
+{
+    kq_client *cl = opaque;
+    (void)secproto;
+    bool up = !strcmp(state, "UP"), down = !strcmp(state, "DOWN");
+    if (!up && !down)
+        return RD_KAFKA_RESP_ERR_NO_ERROR;
+    pthread_mutex_lock(&cl->bmu);
+    if (down) {
+        cl->last_down = kq_now_ms();
+    } else {
+        cl->last_up = kq_now_ms();
+        if (cl->down && !cl->closing) {
+            cl->down = false;
+            log_info("kafka broker reachable again", "kafka=%s role=%s group=%s broker=%s:%d id=%d",
+                     rd_kafka_name(rk), cl->role, cl->label, name, port, (int)broker_id);
+        }
+    }
+    pthread_mutex_unlock(&cl->bmu);
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 static void kq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -450,10 +544,17 @@ static void kq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     kq_client *cl = opaque;
     char q[512];
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-        if (!atomic_exchange(&cl->down, 1))
+        /* A consumer serves this in its poll, maybe after the broker is
+         * back: an outage is logged only if no connection came up since
+         * the last one went down. */
+        pthread_mutex_lock(&cl->bmu);
+        if (!cl->down && !cl->closing && cl->last_up <= cl->last_down) {
+            cl->down = true;
             log_warn("kafka brokers unreachable; librdkafka keeps reconnecting",
                      "kafka=%s role=%s group=%s reason=\"%s\"", rd_kafka_name(rk), cl->role,
                      cl->label, kq_q(reason, q, sizeof q));
+        }
+        pthread_mutex_unlock(&cl->bmu);
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -472,19 +573,6 @@ static void kq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     }
     log_warn("kafka error", "kafka=%s role=%s group=%s err=%s reason=\"%s\"", rd_kafka_name(rk),
              cl->role, cl->label, rd_kafka_err2name(err), kq_q(reason, q, sizeof q));
-}
-
-/* Runs on librdkafka's broker threads: only atomics and log_write here. */
-static rd_kafka_resp_err_t kq_broker_state_cb(rd_kafka_t *rk, int32_t broker_id,
-                                              const char *secproto, const char *name, int port,
-                                              const char *state, void *opaque)
-{
-    kq_client *cl = opaque;
-    (void)secproto;
-    if (!strcmp(state, "UP") && atomic_exchange(&cl->down, 0))
-        log_info("kafka broker reachable again", "kafka=%s role=%s group=%s broker=%s:%d id=%d",
-                 rd_kafka_name(rk), cl->role, cl->label, name, port, (int)broker_id);
-    return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 static rd_kafka_resp_err_t kq_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque,
@@ -507,36 +595,28 @@ static int kq_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value
     return QUEUE_OK;
 }
 
-/* A conf for cl: defaults, then the user's properties, then forced[] (NULL
- * terminated key, value pairs). NULL with the reason in errbuf. */
-static rd_kafka_conf_t *kq_conf_new(kq_client *cl, const kq_settings *s,
-                                    const char *const *defaults, const char *const *forced,
-                                    char *errbuf, size_t errlen)
+/* A conf for cl: common and role defaults, then the user's properties, then
+ * forced (each list ends with a NULL key). NULL with the reason in errbuf. */
+static rd_kafka_conf_t *kq_conf_new(kq_client *cl, const kq_settings *s, const kq_kv *defaults,
+                                    const kq_kv *forced, char *errbuf, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *const common[] = {"bootstrap.servers",
-                                  s->bootstrap,
-                                  "client.id",
-                                  s->client_name,
-                                  "log.connection.close",
-                                  "false",
-                                  "reconnect.backoff.max.ms",
-                                  "1000",
-                                  "socket.keepalive.enable",
-                                  "true",
-                                  NULL};
-    for (int i = 0; common[i]; i += 2)
-        if (kq_conf_set(conf, common[i], common[i + 1], "dagq default", errbuf, errlen))
+    const kq_kv common[] = {
+        {"bootstrap.servers", s->bootstrap}, {"client.id", s->client_name},
+        {"log.connection.close", "false"},   {"reconnect.backoff.max.ms", "1000"},
+        {"socket.keepalive.enable", "true"}, {NULL, NULL}};
+    for (const kq_kv *kv = common; kv->key; kv++)
+        if (kq_conf_set(conf, kv->key, kv->value, "dagq default", errbuf, errlen))
             goto fail;
-    for (int i = 0; defaults[i]; i += 2)
-        if (kq_conf_set(conf, defaults[i], defaults[i + 1], "dagq default", errbuf, errlen))
+    for (const kq_kv *kv = defaults; kv->key; kv++)
+        if (kq_conf_set(conf, kv->key, kv->value, "dagq default", errbuf, errlen))
             goto fail;
     for (int i = 0; i < s->n_props; i++)
         if (kq_conf_set(conf, s->props[i].key, s->props[i].value, s->props[i].origin, errbuf,
                         errlen))
             goto fail;
-    for (int i = 0; forced && forced[i]; i += 2)
-        if (kq_conf_set(conf, forced[i], forced[i + 1], "set by dagq", errbuf, errlen))
+    for (const kq_kv *kv = forced; kv && kv->key; kv++)
+        if (kq_conf_set(conf, kv->key, kv->value, "set by dagq", errbuf, errlen))
             goto fail;
     rd_kafka_conf_set_opaque(conf, cl);
     rd_kafka_conf_set_error_cb(conf, kq_error_cb);
@@ -593,7 +673,7 @@ static int kq_topic_create(rd_kafka_t *rk, const char *label, const char *topic,
     }
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_request_timeout(opts, KQ_ADMIN_TIMEOUT_MS, es, sizeof es);
-    rd_kafka_AdminOptions_set_operation_timeout(opts, KQ_ADMIN_TIMEOUT_MS, es, sizeof es);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, KQ_ADMIN_OP_TIMEOUT_MS, es, sizeof es);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KQ_ADMIN_TIMEOUT_MS * 2 + 1000);
@@ -642,8 +722,21 @@ static void kq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     kq_producer *p = opaque;
     (void)rk;
-    if (!m->err)
+    /* purged by a flush that timed out: reported there already */
+    if (!m->err || m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+        m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
         return;
+    if ((m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+         m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) &&
+        m->rkt) { /* deleted behind our back: the next push creates it again */
+        for (int i = 0; i < p->n_ensured; i++) {
+            if (!strcmp(p->ensured[i], rd_kafka_topic_name(m->rkt))) {
+                mem_free(p->ensured[i]);
+                p->ensured[i] = p->ensured[--p->n_ensured];
+                break;
+            }
+        }
+    }
     if (p->n_failed++ == 0) {
         p->first_err = m->err;
         snprintf(p->first_errstr, sizeof p->first_errstr, "topic %s: %s",
@@ -653,18 +746,14 @@ static void kq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 static int kq_producer_start(kq_producer *p, char *errbuf, size_t errlen)
 {
-    static const char *const defaults[] = {"acks",
-                                           "all",
-                                           "enable.idempotence",
-                                           "true",
-                                           "linger.ms",
-                                           "1",
-                                           "sticky.partitioning.linger.ms",
-                                           "0",
-                                           "allow.auto.create.topics",
-                                           "false",
-                                           NULL};
+    static const kq_kv defaults[] = {{"acks", "all"},
+                                     {"enable.idempotence", "true"},
+                                     {"linger.ms", "1"},
+                                     {"sticky.partitioning.linger.ms", "0"},
+                                     {"allow.auto.create.topics", "false"},
+                                     {NULL, NULL}};
     char es[512];
+    kq_client_reset(&p->cl); /* no rk yet: nothing else touches cl */
     rd_kafka_conf_t *conf = kq_conf_new(&p->cl, &p->s, defaults, NULL, errbuf, errlen);
     if (!conf)
         return QUEUE_EINVAL;
@@ -675,8 +764,6 @@ static int kq_producer_start(kq_producer *p, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "kafka: creating the producer: %s", es);
         return QUEUE_EINVAL;
     }
-    atomic_store(&p->cl.down, 0);
-    atomic_store(&p->cl.fatal, 0);
     return QUEUE_OK;
 }
 
@@ -692,6 +779,7 @@ static void kq_producer_stop(kq_producer *p)
         rd_kafka_purge(p->cl.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(p->cl.rk, 0);
     }
+    kq_client_closing(&p->cl);
     rd_kafka_destroy(p->cl.rk);
     p->cl.rk = NULL;
 }
@@ -701,10 +789,10 @@ static int kq_producer_new(const kq_settings *s, const char *label, kq_producer 
 {
     kq_producer *p = mem_calloc(1, sizeof *p);
     kq_settings_copy(&p->s, s);
-    p->cl.role = "producer";
-    p->cl.label = label;
+    kq_client_init(&p->cl, "producer", label);
     int rc = kq_producer_start(p, errbuf, errlen);
     if (rc) {
+        kq_client_fini(&p->cl);
         kq_settings_free(&p->s);
         mem_free(p);
         return rc;
@@ -718,6 +806,7 @@ static void kq_producer_free(kq_producer *p)
     if (!p)
         return;
     kq_producer_stop(p);
+    kq_client_fini(&p->cl);
     for (int i = 0; i < p->n_ensured; i++)
         mem_free(p->ensured[i]);
     mem_free(p->ensured);
@@ -736,6 +825,7 @@ static int kq_producer_check_fatal(kq_producer *p, char *errbuf, size_t errlen)
              "kafka: the producer failed (%s: %s); unsent messages are dropped, it starts afresh",
              rd_kafka_err2name(err), why);
     rd_kafka_purge(p->cl.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    kq_client_closing(&p->cl);
     rd_kafka_destroy(p->cl.rk);
     p->cl.rk = NULL;
     p->n_failed = 0;
@@ -811,11 +901,21 @@ static int kq_producer_flush(kq_producer *p, int timeout_ms, char *errbuf, size_
     if (rc)
         return rc;
     if (err) {
+        /* What is still queued is dropped, not left to arrive later: the
+         * caller re-pushes (the scheduler after its next pass, or the
+         * queued-timeout re-push), and an outage would otherwise pile up
+         * copies of every batch to be delivered all at once. A message
+         * that was in flight may still have been stored (a duplicate the
+         * claim absorbs). */
         int left = rd_kafka_outq_len(p->cl.rk);
+        rd_kafka_purge(p->cl.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->cl.rk, 0);
         snprintf(errbuf, errlen,
-                 "kafka: %d message(s) not acknowledged by the broker within %d ms%s%s", left,
-                 timeout_ms, p->n_failed ? "; first failure: " : "",
+                 "kafka: %d message(s) not acknowledged by the broker within %d ms, dropped%s%s",
+                 left, timeout_ms, p->n_failed ? "; first failure: " : "",
                  p->n_failed ? p->first_errstr : "");
+        p->n_failed = 0;
+        p->first_err = 0;
         return QUEUE_ECONN;
     }
     if (p->n_failed) {
@@ -864,6 +964,26 @@ static int kq_ensure_group(void *impl, const char *group, char *errbuf, size_t e
     return rc;
 }
 
+/* The first push to a group creates its topic (the scheduler need not call
+ * queue_ensure_group first). */
+static int kq_push_ensure(kq_producer *p, const char *topic, const char *group, char *errbuf,
+                          size_t errlen)
+{
+    for (int i = 0; i < p->n_ensured; i++)
+        if (!strcmp(p->ensured[i], topic))
+            return QUEUE_OK;
+    if (kq_now_ms() < p->ensure_retry_at) {
+        snprintf(errbuf, errlen, "%s", p->ensure_err);
+        return QUEUE_ECONN;
+    }
+    int rc = kq_producer_ensure(p, topic, group, errbuf, errlen);
+    if (rc == QUEUE_ECONN) {
+        p->ensure_retry_at = kq_now_ms() + 2000;
+        snprintf(p->ensure_err, sizeof p->ensure_err, "%s", errbuf);
+    }
+    return rc;
+}
+
 static int kq_push(void *impl, const char *group, const void *data, size_t len, char *errbuf,
                    size_t errlen)
 {
@@ -873,7 +993,7 @@ static int kq_push(void *impl, const char *group, const void *data, size_t len, 
     if (!rc)
         rc = kq_producer_ready(p, errbuf, errlen);
     if (!rc)
-        rc = kq_producer_ensure(p, topic, group, errbuf, errlen);
+        rc = kq_push_ensure(p, topic, group, errbuf, errlen);
     if (!rc)
         rc = kq_producer_send(p, topic, data, len, NULL, errbuf, errlen);
     mem_free(topic);
@@ -1037,6 +1157,53 @@ static void kc_partitions_str(const rd_kafka_topic_partition_list_t *l, char *bu
         n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : "", (int)l->elems[i].partition);
 }
 
+/* Pauses the partitions of l this consumer has not paused, or resumes those
+ * of l it has paused; the others are left alone. */
+static void kc_pause_list(kq_consumer *c, const rd_kafka_topic_partition_list_t *l, bool pause)
+{
+    rd_kafka_topic_partition_list_t *todo = rd_kafka_topic_partition_list_new(l->cnt + 1);
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < l->cnt; i++) {
+        kq_part *p = kc_part(c, l->elems[i].partition, true);
+        if (p->paused != pause) {
+            p->paused = pause;
+            rd_kafka_topic_partition_list_add(todo, c->topic, p->partition);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (todo->cnt > 0) {
+        rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->cl.rk, todo)
+                                        : rd_kafka_resume_partitions(c->cl.rk, todo);
+        if (err)
+            log_warn(pause ? "kafka pause failed" : "kafka resume failed", "group=%s err=%s",
+                     c->group, rd_kafka_err2str(err));
+        else
+            log_debug(pause ? "kafka partitions paused" : "kafka partitions resumed",
+                      "group=%s partitions=%d", c->group, todo->cnt);
+    }
+    rd_kafka_topic_partition_list_destroy(todo);
+}
+
+/* Pauses every assigned partition, or resumes every one this consumer paused. */
+static void kc_pause(kq_consumer *c, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (pause) {
+        if (rd_kafka_assignment(c->cl.rk, &l))
+            l = rd_kafka_topic_partition_list_new(0);
+    } else {
+        pthread_mutex_lock(&c->mu);
+        l = rd_kafka_topic_partition_list_new(c->n_parts + 1);
+        for (int i = 0; i < c->n_parts; i++)
+            if (c->parts[i].paused)
+                rd_kafka_topic_partition_list_add(l, c->topic, c->parts[i].partition);
+        pthread_mutex_unlock(&c->mu);
+    }
+    kc_pause_list(c, l, pause);
+    rd_kafka_topic_partition_list_destroy(l);
+    c->paused = pause;
+}
+
 static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -1061,11 +1228,13 @@ static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             aerr = rd_kafka_assign(rk, parts);
-        /* librdkafka keeps a partition's pause flag across assignments */
-        if (c->paused)
-            rd_kafka_pause_partitions(rk, parts);
-        else
-            rd_kafka_resume_partitions(rk, parts);
+        /* Paused with enough stashed: so are the new partitions. The
+         * stash lost what came from revoked partitions: if little is left,
+         * fetch again. (A partition this consumer paused under an earlier
+         * assignment is paused still: kc_pause_list resumes it.) */
+        if (c->paused && c->n_stash < KQ_STASH_LOW)
+            kc_pause(c, false);
+        kc_pause_list(c, parts, c->paused);
         log_info("kafka partitions assigned", "group=%s topic=%s partitions=%s paused=%d", c->group,
                  c->topic, list, c->paused);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -1102,31 +1271,32 @@ static void kc_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- consumer: queue.h ---- */
 
+/* See "Consumer" at the top: cooperative-sticky only where librdkafka can
+ * destroy a consumer that never had an assignment. */
+static const char *kq_assignor(void)
+{
+    return rd_kafka_version() >= 0x02030000 ? "cooperative-sticky" : "roundrobin";
+}
+
 static void kq_consumer_free(void *impl);
 
 static int kq_consumer_open(const queue_conf *conf, const char *group, void **impl, char *errbuf,
                             size_t errlen)
 {
-    static const char *const defaults[] = {"partition.assignment.strategy",
-                                           "cooperative-sticky",
-                                           "session.timeout.ms",
-                                           "10000",
-                                           "heartbeat.interval.ms",
-                                           "1000",
-                                           "fetch.wait.max.ms",
-                                           "10",
-                                           "auto.commit.interval.ms",
-                                           "500",
-                                           "auto.offset.reset",
-                                           "earliest",
-                                           "enable.partition.eof",
-                                           "false",
-                                           NULL};
+    const kq_kv defaults[] = {{"partition.assignment.strategy", kq_assignor()},
+                              {"session.timeout.ms", "10000"},
+                              {"heartbeat.interval.ms", "1000"},
+                              {"fetch.wait.max.ms", "100"},
+                              {"auto.commit.interval.ms", "500"},
+                              {"auto.offset.reset", "earliest"},
+                              {"enable.partition.eof", "false"},
+                              {"queued.min.messages", "1000"},
+                              {NULL, NULL}};
     char es[512];
     kq_consumer *c = mem_calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->dl_mu, NULL);
-    c->cl.role = "consumer";
+    kq_client_init(&c->cl, "consumer", "-");
     int rc = kq_settings_init(&c->s, conf, errbuf, errlen);
     if (rc) {
         kq_consumer_free(c);
@@ -1139,9 +1309,10 @@ static int kq_consumer_open(const queue_conf *conf, const char *group, void **im
     }
     c->group = mem_strdup(group);
     c->cl.label = c->group;
-    const char *const forced[] = {
-        "group.id", c->topic, "enable.auto.offset.store", "false", "enable.auto.commit",
-        "true",     NULL};
+    const kq_kv forced[] = {{"group.id", c->topic},
+                            {"enable.auto.offset.store", "false"},
+                            {"enable.auto.commit", "true"},
+                            {NULL, NULL}};
     rd_kafka_conf_t *kconf = kq_conf_new(&c->cl, &c->s, defaults, forced, errbuf, errlen);
     if (!kconf) {
         kq_consumer_free(c);
@@ -1185,6 +1356,7 @@ static void kq_consumer_free(void *impl)
     kq_consumer *c = impl;
     if (!c)
         return;
+    kq_client_closing(&c->cl);
     if (c->cl.rk) {
         /* leaves the group: revocation (rebalance_cb) and the final commit */
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(c->cl.rk);
@@ -1205,28 +1377,11 @@ static void kq_consumer_free(void *impl)
     mem_free(c->parts);
     pthread_mutex_destroy(&c->mu);
     pthread_mutex_destroy(&c->dl_mu);
+    kq_client_fini(&c->cl);
     kq_settings_free(&c->s);
     mem_free(c->group);
     mem_free(c->topic);
     mem_free(c);
-}
-
-static void kc_pause(kq_consumer *c, bool pause)
-{
-    rd_kafka_topic_partition_list_t *a = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_assignment(c->cl.rk, &a);
-    if (!err && a->cnt > 0)
-        err = pause ? rd_kafka_pause_partitions(c->cl.rk, a)
-                    : rd_kafka_resume_partitions(c->cl.rk, a);
-    if (err)
-        log_warn(pause ? "kafka pause failed" : "kafka resume failed", "group=%s err=%s", c->group,
-                 rd_kafka_err2str(err));
-    else
-        log_debug(pause ? "kafka partitions paused" : "kafka partitions resumed",
-                  "group=%s partitions=%d", c->group, a ? a->cnt : 0);
-    if (a)
-        rd_kafka_topic_partition_list_destroy(a);
-    c->paused = pause;
 }
 
 /* A copy of m, recorded as handed out. */
@@ -1288,9 +1443,9 @@ static int kq_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msg
 
     if (max == 0) {
         /* No free slot: take nothing, stay in the group. */
-        if (!c->paused)
-            kc_pause(c, true);
         do {
+            if (!c->paused && c->n_stash >= KQ_STASH_HIGH)
+                kc_pause(c, true);
             int64_t left = deadline - kq_now_ms();
             int t = left <= 0 ? 0 : left > KQ_POLL_SLICE_MS ? KQ_POLL_SLICE_MS : (int)left;
             rd_kafka_message_t *m = rd_kafka_consumer_poll(c->cl.rk, t);
@@ -1304,8 +1459,6 @@ static int kq_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msg
                     c->stash = mem_realloc(c->stash, sizeof *c->stash * (size_t)c->cap_stash);
                 }
                 c->stash[c->n_stash++] = kc_take(c, m);
-                log_debug("kafka message stashed while paused", "group=%s id=%s", c->group,
-                          c->stash[c->n_stash - 1]->pub.id);
             }
             rd_kafka_message_destroy(m);
         } while (!atomic_load(&c->wake) && kq_now_ms() < deadline);
@@ -1317,13 +1470,15 @@ static int kq_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msg
         return QUEUE_OK;
     }
 
-    if (c->paused)
+    if (c->n_stash > 0) { /* what came during max == 0 polls goes first */
+        int k = c->n_stash < max ? c->n_stash : max;
+        for (int i = 0; i < k; i++)
+            msgs[(*n)++] = &c->stash[i]->pub;
+        memmove(c->stash, c->stash + k, sizeof *c->stash * (size_t)(c->n_stash - k));
+        c->n_stash -= k;
+    }
+    if (c->paused && c->n_stash < KQ_STASH_LOW)
         kc_pause(c, false);
-    int from_stash = c->n_stash < max ? c->n_stash : max;
-    for (int i = 0; i < from_stash; i++)
-        msgs[(*n)++] = &c->stash[i]->pub;
-    memmove(c->stash, c->stash + from_stash, sizeof *c->stash * (size_t)(c->n_stash - from_stash));
-    c->n_stash -= from_stash;
 
     while (*n < max && !atomic_load(&c->wake)) {
         int64_t left = deadline - kq_now_ms();
@@ -1408,10 +1563,8 @@ static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason
         rc = kq_producer_new(&c->s, c->group, &c->dl, errbuf, errlen);
     if (!rc)
         rc = kq_producer_ready(c->dl, errbuf, errlen);
-    if (!rc && !c->dl_ready) {
+    if (!rc)
         rc = kq_producer_ensure(c->dl, topic, KQ_DEAD_LETTER, errbuf, errlen);
-        c->dl_ready = rc == QUEUE_OK;
-    }
     if (!rc) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(2);
         rd_kafka_header_add(h, KQ_HEADER_REASON, -1, reason ? reason : "", -1);

@@ -3,8 +3,10 @@
 #include "backoff.h"
 #include "config.h"
 #include "db.h"
+#include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "queue.h"
 #include "sched.h"
 
@@ -169,6 +171,21 @@ int main(int argc, char **argv)
              "queued_timeout_s=%lld",
              name, opt_broker_url, opt_heartbeat_timeout, opt_queued_timeout);
 
+    /* operator endpoints (off without --http-port); metrics hooks accept NULL */
+    metrics *m = NULL;
+    http_server *hs = NULL;
+    if (opt_http_port) {
+        m = metrics_new("dagq-scheduler");
+        if (http_start((int)opt_http_port, m, (double)opt_health_timeout, &hs, err, sizeof err)) {
+            fprintf(stderr, "dagq-scheduler: %s\n", err);
+            metrics_free(m);
+            config_free(options);
+            config_list_free(&opt_kafka_conf);
+            return 1;
+        }
+    }
+    sc.metrics = m;
+
     db *d = db_new(opt_database_url, "dagq-scheduler");
     queue *q = NULL;
     sched *s = NULL;
@@ -180,6 +197,7 @@ int main(int argc, char **argv)
             if (!db_was_down)
                 log_warn("lost the database; reconnecting", "name=%s", name);
             db_was_down = 1;
+            metrics_server_up(m, METRICS_DATABASE, 0);
             if (db_ensure(d, stopflag) != DB_OK)
                 break;
             if (db_listen(d, "dagq", err, sizeof err) != DB_OK) {
@@ -189,6 +207,7 @@ int main(int argc, char **argv)
         }
         if (db_was_down) {
             db_was_down = 0;
+            metrics_server_up(m, METRICS_DATABASE, 1);
             if (s)
                 sched_db_connected(s);
             log_info("connected to the database", "name=%s", name);
@@ -196,6 +215,7 @@ int main(int argc, char **argv)
         if (!q) {
             rc = queue_open(&qc, &q, err, sizeof err);
             if (rc != QUEUE_OK) {
+                metrics_server_up(m, METRICS_BROKER, 0);
                 int ms = backoff_reconnect_ms(q_attempt++);
                 log_warn("broker unreachable, retrying", "broker=%s retry_in_ms=%d error=\"%s\"",
                          opt_broker_url, ms, err);
@@ -207,10 +227,19 @@ int main(int argc, char **argv)
                 continue;
             }
             q_attempt = 0;
+            metrics_server_up(m, METRICS_BROKER, 1);
             if (!s)
                 s = sched_new(&sc, d, q);
         }
+        long long passes = sched_get_stats(s)->passes;
         rc = sched_pass(s);
+        if (sched_get_stats(s)->passes > passes)
+            metrics_histogram_observe(m, "dagq_scheduler_loop_duration_seconds", NULL,
+                                      sched_get_stats(s)->last_pass_ms / 1000.0);
+        if (rc == QUEUE_ECONN)
+            metrics_server_up(m, METRICS_BROKER, 0);
+        if (rc != DB_ECONN && metrics_collect_backlog(m, d, q, 1.0) == DB_ECONN)
+            rc = DB_ECONN;
         if (rc > 0)
             continue; /* a full batch: there is more to queue at once */
         if (rc == QUEUE_ECONN) {
@@ -224,6 +253,8 @@ int main(int argc, char **argv)
     }
 
     log_info("scheduler stopped", "name=%s", name);
+    http_stop(hs);
+    metrics_free(m);
     sched_free(s);
     queue_free(q);
     db_free(d);

@@ -428,6 +428,8 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     *full = PQntuples(r) >= s->conf.batch;
     s->stats.queued += PQntuples(r);
     for (int i = 0; i < PQntuples(r); i++)
+        metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 5), "queued");
+    for (int i = 0; i < PQntuples(r); i++)
         log_debug("queued", "dag=%s run=%s task=%s ti=%s try=%s group=%s", PQgetvalue(r, i, 2),
                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 5));
@@ -465,6 +467,8 @@ static int sched_finish_runs(sched *s, char *err, size_t errlen)
         log_info("run finished", "dag=%s run=%s state=%s", PQgetvalue(r, i, 1),
                  PQgetvalue(r, i, 0), PQgetvalue(r, i, 2));
     s->stats.runs_finished += PQntuples(r);
+    for (int i = 0; i < PQntuples(r); i++)
+        metrics_run_finished(s->conf.metrics, PQgetvalue(r, i, 2));
     PQclear(r);
     return 0;
 }

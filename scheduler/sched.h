@@ -9,6 +9,7 @@
 #define DAGQ_SCHED_H
 
 #include "db.h"
+#include "metrics.h"
 #include "queue.h"
 
 typedef struct sched_conf {
@@ -16,6 +17,7 @@ typedef struct sched_conf {
     double queued_timeout_s;    /* queued try not started after this long: push again */
     int batch;                  /* most tries queued in one pass */
     int housekeeping_ms;        /* how often zombies, stale queued tries and schedules are checked */
+    metrics *metrics;           /* borrowed; NULL: not counted (no --http-port) */
 } sched_conf;
 
 typedef struct sched_stats {

@@ -55,7 +55,6 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 max_connections = 200
 shared_preload_libraries = 'pg_stat_statements'

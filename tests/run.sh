@@ -84,7 +84,9 @@ fi
 
 # Standalone test scripts start their own servers.
 if [ "$what" = integration ] || [ "$what" = all ]; then
-    for t in tests/cli_test.sh; do
+    standalone=(tests/cli_test.sh)
+    case " ${DAGQ_TEST_BROKERS:-redis kafka} " in *" kafka "*) standalone+=(tests/kafka_restart_check.sh) ;; esac
+    for t in "${standalone[@]}"; do
         if [ ${#filter[@]} -gt 0 ]; then
             m=0; for p in "${filter[@]}"; do case $t in *$p*) m=1 ;; esac; done
             [ $m -eq 1 ] || continue

@@ -29,6 +29,7 @@ struct intake {
     intake_item *head, *tail;
     atomic_int stopping;
     intake_consumer *consumers;
+    metrics *m; /* borrowed; may be NULL */
 };
 
 static void intake_notify(intake *in)
@@ -72,6 +73,7 @@ static void *intake_thread(void *arg)
                 pthread_mutex_unlock(&in->mu);
             }
             if (rc != QUEUE_OK) {
+                metrics_server_up(in->m, METRICS_BROKER, 0);
                 int ms = backoff_reconnect_ms(attempt++);
                 log_warn("cannot open the queue consumer, retrying",
                          "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms, err);
@@ -115,6 +117,7 @@ static void *intake_thread(void *arg)
         pthread_mutex_unlock(&in->mu);
         if (n > 0)
             intake_notify(in);
+        metrics_server_up(in->m, METRICS_BROKER, rc == QUEUE_OK);
         if (rc != QUEUE_OK) {
             int ms = backoff_reconnect_ms(attempt++);
             log_warn("queue poll failed, retrying", "group=%s retry_in_ms=%d error=\"%s\"",
@@ -130,9 +133,11 @@ static void *intake_thread(void *arg)
     return NULL;
 }
 
-intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd)
+intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd,
+                     metrics *m)
 {
     intake *in = mem_calloc(1, sizeof *in);
+    in->m = m;
     in->conf = conf;
     in->slots = slots;
     in->wake_fd = wake_fd;
@@ -196,6 +201,8 @@ void intake_done(intake *in, intake_item *it, const char *reason)
 
 void intake_set_running(intake *in, int running)
 {
+    if (!in)
+        return; /* draining: the consumers are gone */
     pthread_mutex_lock(&in->mu);
     int freed = running < in->running;
     in->running = running;

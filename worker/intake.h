@@ -10,6 +10,7 @@
 #ifndef DAGQ_INTAKE_H
 #define DAGQ_INTAKE_H
 
+#include "metrics.h"
 #include "queue.h"
 
 typedef struct intake intake; /* opaque */
@@ -21,8 +22,10 @@ typedef struct intake_item {
     struct intake_item *next;
 } intake_item;
 
-/* Starts one consumer thread per group. conf must outlive the intake. */
-intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd);
+/* Starts one consumer thread per group. conf must outlive the intake; so
+ * must m (borrowed, may be NULL), told whether the broker answers. */
+intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd,
+                     metrics *m);
 
 /* The oldest message, or NULL. The caller owns the item until it calls
  * intake_done. */

@@ -10,9 +10,11 @@
 #include "child.h"
 #include "config.h"
 #include "db.h"
+#include "http.h"
 #include "intake.h"
 #include "log.h"
 #include "mem.h"
+#include "metrics.h"
 #include "msg.h"
 #include "queue.h"
 
@@ -106,7 +108,7 @@ typedef struct run {
     int try_number, max_tries, exp_backoff, exited, status, timed_out;
     double retry_delay, max_retry_delay;
     double started, deadline, kill_at; /* monotonic seconds; 0 = none */
-    char dag[MSG_ID_MAX], task[MSG_ID_MAX];
+    char dag[MSG_ID_MAX], task[MSG_ID_MAX], group[MSG_ID_MAX];
     struct run *next;
 } run;
 
@@ -117,7 +119,7 @@ typedef struct result {
     double retry_in;
     char *note, *output;
     long long truncated;
-    char dag[MSG_ID_MAX], task[MSG_ID_MAX];
+    char dag[MSG_ID_MAX], task[MSG_ID_MAX], group[MSG_ID_MAX];
     struct result *next;
 } result;
 
@@ -133,6 +135,7 @@ typedef struct worker {
     int db_attempt;
     int draining;
     double drain_deadline;
+    metrics *m; /* NULL without --http-port */
 } worker;
 
 static double now_s(void)
@@ -156,9 +159,11 @@ static int worker_db_ok(worker *w)
     if (db_connect(w->d, err, sizeof err) == DB_OK) {
         w->db_attempt = 0;
         w->next_heartbeat = 0; /* heartbeat at once */
+        metrics_server_up(w->m, METRICS_DATABASE, 1);
         log_info("connected to the database", "worker=%s", w->name);
         return 1;
     }
+    metrics_server_up(w->m, METRICS_DATABASE, 0);
     int ms = backoff_reconnect_ms(w->db_attempt++);
     w->next_db_attempt = t + ms / 1000.0;
     log_warn("database unreachable, retrying", "worker=%s retry_in_ms=%d error=\"%s\"", w->name,
@@ -248,10 +253,12 @@ static void worker_flush_results(worker *w)
                 log_warn("try was taken away before it finished; result discarded",
                          "dag=%s task=%s ti=%lld try=%d worker=%s", x->dag, x->task, x->ti,
                          x->try_number, w->name);
-            else
+            else {
+                metrics_ti_state(w->m, x->group, PQgetvalue(r, 0, 0));
                 log_info("try finished", "dag=%s task=%s ti=%lld try=%d state=%s exit_code=%d",
                          x->dag, x->task, x->ti, x->try_number, PQgetvalue(r, 0, 0),
                          x->exit_code);
+            }
             PQclear(r);
         }
         *pp = x->next;
@@ -310,6 +317,7 @@ static void worker_add_result(worker *w, const run *x, int ok, int exit_code, co
     r->truncated = truncated;
     snprintf(r->dag, sizeof r->dag, "%s", x->dag);
     snprintf(r->task, sizeof r->task, "%s", x->task);
+    snprintf(r->group, sizeof r->group, "%s", x->group);
     result **pp = &w->results;
     while (*pp)
         pp = &(*pp)->next;
@@ -359,6 +367,7 @@ static int worker_take(worker *w, intake_item *it)
         return 0;
     }
     /* claimed: the message has done its job */
+    const char *group = it->group; /* borrowed from the configuration, outlives it */
     intake_done(w->in, it, NULL);
 
     run *x = mem_calloc(1, sizeof *x);
@@ -367,6 +376,8 @@ static int worker_take(worker *w, intake_item *it)
     x->run_id = strtoll(PQgetvalue(claim, 0, 5), NULL, 10);
     snprintf(x->dag, sizeof x->dag, "%s", PQgetvalue(claim, 0, 3));
     snprintf(x->task, sizeof x->task, "%s", PQgetvalue(claim, 0, 4));
+    snprintf(x->group, sizeof x->group, "%s", group);
+    metrics_ti_state(w->m, x->group, "running");
     x->max_tries = atoi(PQgetvalue(claim, 0, 7));
     x->retry_delay = atof(PQgetvalue(claim, 0, 8));
     x->exp_backoff = PQgetvalue(claim, 0, 9)[0] == 't';
@@ -498,10 +509,12 @@ static void worker_release_all(worker *w, const char *why)
             snprintf(tr, sizeof tr, "%d", x->try_number);
             const char *p[4] = {ti, tr, w->name, why};
             if (db_query(w->d, "worker_release", "SELECT dagq.release_try($1, $2, $3, $4)", 4, p,
-                         NULL, err, sizeof err) == DB_OK)
+                         NULL, err, sizeof err) == DB_OK) {
+                metrics_ti_state(w->m, x->group, "up_for_retry");
                 log_warn("try given back to the scheduler", "dag=%s task=%s ti=%lld try=%d "
                          "reason=\"%s\"",
                          x->dag, x->task, x->ti, x->try_number, why);
+            }
         }
     }
     while (w->runs) {
@@ -614,9 +627,21 @@ int main(int argc, char **argv)
     };
     log_info("worker starting", "worker=%s slots=%d groups=%d broker=%s", w.name, w.slots,
              w.ngroups, opt_broker_url);
+    http_server *hs = NULL;
+    if (opt_http_port) {
+        w.m = metrics_new("dagq-worker");
+        if (http_start((int)opt_http_port, w.m, (double)opt_health_timeout, &hs, err, sizeof err)) {
+            fprintf(stderr, "dagq-worker: %s\n", err);
+            metrics_free(w.m);
+            config_free(options);
+            return 1;
+        }
+        metrics_worker_slots(w.m, 0, w.slots);
+    }
     w.d = db_new(opt_database_url, "dagq-worker");
     worker_db_ok(&w);
-    w.in = intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1);
+    w.in = intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1,
+                        w.m);
 
     struct pollfd *pfds = NULL;
     int cap = 0;
@@ -684,6 +709,7 @@ int main(int argc, char **argv)
                 if (worker_take(&w, it) != 0)
                     break;
         }
+        metrics_worker_slots(w.m, w.nrunning, w.slots);
         if (t >= w.next_heartbeat) {
             worker_heartbeat(&w, w.draining ? "draining" : "up");
             w.next_heartbeat = t + (double)opt_heartbeat_interval;
@@ -699,6 +725,8 @@ int main(int argc, char **argv)
     }
     log_info("worker stopped", "worker=%s", w.name);
     intake_stop(w.in);
+    http_stop(hs);
+    metrics_free(w.m);
     mem_free(pfds);
     db_free(w.d);
     close(wake_pipe[0]);

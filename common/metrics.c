@@ -1,0 +1,398 @@
+#include "metrics.h"
+
+#include "log.h"
+#include "mem.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
+
+/* Every metric a dagq daemon may export, with its type and help. A name not
+ * in this table is still exported, as untyped. */
+static const struct {
+    const char *name;
+    int type;
+    const char *help;
+} metrics_known[] = {
+    {"dagq_scheduler_loop_duration_seconds", METRICS_HISTOGRAM,
+     "Duration of one scheduling pass (transaction and pushes)."},
+    {"dagq_task_instances_total", METRICS_COUNTER,
+     "Task instances this process moved to a state, by worker group."},
+    {"dagq_runs_finished_total", METRICS_COUNTER, "DAG runs this process finished, by state."},
+    {"dagq_queue_backlog", METRICS_GAUGE,
+     "Messages on the broker no consumer of the worker group has taken yet (stream or consumer "
+     "lag)."},
+    {"dagq_tries_queued", METRICS_GAUGE,
+     "Task instances in state queued in the metastore, by worker group."},
+    {"dagq_tries_ready", METRICS_GAUGE,
+     "Task instances ready to be queued (trigger rule satisfied or retry due), by worker group."},
+    {"dagq_tries_running", METRICS_GAUGE,
+     "Task instances in state running in the metastore, by worker group."},
+    {"dagq_group_live_workers", METRICS_GAUGE,
+     "Workers of the group that heartbeated in the last 60 seconds and are not draining."},
+    {"dagq_group_free_slots", METRICS_GAUGE, "Free slots of the group's live workers."},
+    {"dagq_oldest_queued_try_age_seconds", METRICS_GAUGE,
+     "Age of the oldest try in state queued, by worker group (0 when none)."},
+    {"dagq_worker_slots", METRICS_GAUGE, "This worker's slots, busy or free."},
+    {"dagq_up", METRICS_GAUGE, "1 when the server (database or broker) is reachable."},
+    {"dagq_reconnects_total", METRICS_COUNTER,
+     "Times the connection to the server (database or broker) came back after a loss."},
+};
+
+#define METRICS_NBUCKETS 13
+static const double metrics_bounds[METRICS_NBUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+typedef struct metrics_series {
+    char *name, *labels; /* labels: "" when none */
+    int type;
+    double value; /* counter, gauge; histogram: sum */
+    unsigned long long count, buckets[METRICS_NBUCKETS];
+} metrics_series;
+
+typedef struct metrics_server {
+    int up, ever_up;
+    double down_since;
+} metrics_server;
+
+struct metrics {
+    pthread_mutex_t mu;
+    char *program;
+    metrics_series *s;
+    int n, cap;
+    metrics_server srv[2];
+    double last_collect;
+};
+
+static const char *const metrics_server_names[2] = {"database", "broker"};
+
+static double metrics_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+metrics *metrics_new(const char *program)
+{
+    metrics *m = mem_calloc(1, sizeof *m);
+    pthread_mutex_init(&m->mu, NULL);
+    m->program = mem_strdup(program);
+    double t = metrics_now();
+    for (int i = 0; i < 2; i++)
+        m->srv[i].down_since = t; /* not reached yet: counts from the start */
+    metrics_counter_add(m, "dagq_reconnects_total", "server=\"database\"", 0);
+    metrics_counter_add(m, "dagq_reconnects_total", "server=\"broker\"", 0);
+    return m;
+}
+
+void metrics_free(metrics *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n; i++) {
+        mem_free(m->s[i].name);
+        mem_free(m->s[i].labels);
+    }
+    mem_free(m->s);
+    mem_free(m->program);
+    pthread_mutex_destroy(&m->mu);
+    mem_free(m);
+}
+
+/* The series name{labels}, created when missing. Called with mu held. */
+static metrics_series *metrics__find(metrics *m, const char *name, const char *labels, int type)
+{
+    if (!labels)
+        labels = "";
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->s[i].name, name) && !strcmp(m->s[i].labels, labels))
+            return &m->s[i];
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 32;
+        m->s = mem_realloc(m->s, sizeof *m->s * (size_t)m->cap);
+    }
+    metrics_series *s = &m->s[m->n++];
+    memset(s, 0, sizeof *s);
+    s->name = mem_strdup(name);
+    s->labels = mem_strdup(labels);
+    s->type = type;
+    return s;
+}
+
+void metrics_counter_add(metrics *m, const char *name, const char *labels, double v)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    metrics__find(m, name, labels, METRICS_COUNTER)->value += v;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_gauge_set(metrics *m, const char *name, const char *labels, double v)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    metrics__find(m, name, labels, METRICS_GAUGE)->value = v;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_histogram_observe(metrics *m, const char *name, const char *labels, double v)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    metrics_series *s = metrics__find(m, name, labels, METRICS_HISTOGRAM);
+    s->value += v;
+    s->count++;
+    for (int i = 0; i < METRICS_NBUCKETS; i++)
+        if (v <= metrics_bounds[i])
+            s->buckets[i]++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_label_escape(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+    if (len == 0)
+        return;
+    for (; s && *s && o + 2 < len; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        } else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *s;
+        }
+    }
+    buf[o] = '\0';
+}
+
+void metrics_ti_state(metrics *m, const char *group, const char *state)
+{
+    if (!m)
+        return;
+    char g[600], st[64], labels[800];
+    metrics_label_escape(group, g, sizeof g);
+    metrics_label_escape(state, st, sizeof st);
+    snprintf(labels, sizeof labels, "group=\"%s\",state=\"%s\"", g, st);
+    metrics_counter_add(m, "dagq_task_instances_total", labels, 1);
+}
+
+void metrics_run_finished(metrics *m, const char *state)
+{
+    if (!m)
+        return;
+    char st[64], labels[128];
+    metrics_label_escape(state, st, sizeof st);
+    snprintf(labels, sizeof labels, "state=\"%s\"", st);
+    metrics_counter_add(m, "dagq_runs_finished_total", labels, 1);
+}
+
+void metrics_worker_slots(metrics *m, int busy, int slots)
+{
+    metrics_gauge_set(m, "dagq_worker_slots", "state=\"busy\"", busy);
+    metrics_gauge_set(m, "dagq_worker_slots", "state=\"free\"", slots > busy ? slots - busy : 0);
+}
+
+void metrics_server_up(metrics *m, int server, int up)
+{
+    if (!m || server < 0 || server > 1)
+        return;
+    pthread_mutex_lock(&m->mu);
+    metrics_server *s = &m->srv[server];
+    if (up && !s->up) {
+        if (s->ever_up) {
+            char labels[64];
+            snprintf(labels, sizeof labels, "server=\"%s\"", metrics_server_names[server]);
+            metrics__find(m, "dagq_reconnects_total", labels, METRICS_COUNTER)->value += 1;
+        }
+        s->ever_up = 1;
+    } else if (!up && s->up) {
+        s->down_since = metrics_now();
+    }
+    s->up = up ? 1 : 0;
+    pthread_mutex_unlock(&m->mu);
+}
+
+int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
+{
+    if (len)
+        reason[0] = '\0';
+    if (!m)
+        return 1;
+    int ok = 1;
+    double t = metrics_now();
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < 2; i++) {
+        double down = t - m->srv[i].down_since;
+        if (!m->srv[i].up && down > timeout_s) {
+            size_t o = strlen(reason);
+            snprintf(reason + o, len - o, "%s%s unreachable for %.0fs", ok ? "" : "; ",
+                     metrics_server_names[i], down);
+            ok = 0;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return ok;
+}
+
+/* Sets every gauge called name to 0: groups that went away read 0, not their
+ * last figure. */
+static void metrics__zero(metrics *m, const char *name)
+{
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->s[i].name, name))
+            m->s[i].value = 0;
+    pthread_mutex_unlock(&m->mu);
+}
+
+int metrics_collect_backlog(metrics *m, db *d, queue *q, double every_s)
+{
+    static const char *const per_group[] = {
+        "dagq_tries_queued",       "dagq_tries_ready",      "dagq_tries_running",
+        "dagq_group_live_workers", "dagq_group_free_slots", "dagq_oldest_queued_try_age_seconds",
+        "dagq_queue_backlog"};
+    if (!m || !d || !db_connected(d))
+        return 0;
+    double t = metrics_now();
+    if (m->last_collect && t - m->last_collect < every_s)
+        return 0;
+    m->last_collect = t;
+    char err[512];
+    PGresult *r;
+    int rc = db_query(d, "metrics_backlog",
+                      "SELECT worker_group, queued, ready, running, live_workers, free_slots,"
+                      "       oldest_queued_age_s FROM dagq.worker_group_backlog",
+                      0, NULL, &r, err, sizeof err);
+    if (rc == DB_ECONN)
+        return rc;
+    if (rc) {
+        log_warn("cannot read the backlog for /metrics", "error=\"%s\"", err);
+        return 0;
+    }
+    for (size_t k = 0; k < sizeof per_group / sizeof per_group[0]; k++)
+        metrics__zero(m, per_group[k]);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *group = PQgetvalue(r, i, 0);
+        char g[600], labels[700];
+        metrics_label_escape(group, g, sizeof g);
+        snprintf(labels, sizeof labels, "group=\"%s\"", g);
+        for (int col = 1; col <= 6; col++)
+            metrics_gauge_set(m, per_group[col - 1], labels, strtod(PQgetvalue(r, i, col), NULL));
+        if (!q)
+            continue;
+        int64_t backlog = 0;
+        int qrc = queue_backlog(q, group, &backlog, err, sizeof err);
+        if (qrc == QUEUE_OK) {
+            metrics_server_up(m, METRICS_BROKER, 1);
+            metrics_gauge_set(m, "dagq_queue_backlog", labels, (double)backlog);
+        } else if (qrc == QUEUE_ECONN) {
+            metrics_server_up(m, METRICS_BROKER, 0);
+        } else {
+            log_debug("cannot read the broker backlog", "group=%s error=\"%s\"", group, err);
+        }
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int metrics__cmp(const void *a, const void *b)
+{
+    const metrics_series *x = *(const metrics_series *const *)a;
+    const metrics_series *y = *(const metrics_series *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->labels, y->labels);
+}
+
+/* A growing output buffer. */
+typedef struct metrics_buf {
+    char *p;
+    size_t len, cap;
+} metrics_buf;
+
+static void metrics__printf(metrics_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void metrics__printf(metrics_buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (n > 0 ? (size_t)n : 0) + 1;
+        b->p = mem_realloc(b->p, b->cap);
+    }
+}
+
+static void metrics__header(metrics_buf *b, const char *name, int type)
+{
+    static const char *const types[] = {"counter", "gauge", "histogram"};
+    const char *help = NULL;
+    for (size_t k = 0; k < sizeof metrics_known / sizeof metrics_known[0]; k++)
+        if (!strcmp(metrics_known[k].name, name)) {
+            help = metrics_known[k].help;
+            type = metrics_known[k].type;
+        }
+    if (help)
+        metrics__printf(b, "# HELP %s %s\n", name, help);
+    metrics__printf(b, "# TYPE %s %s\n", name, types[type]);
+}
+
+/* "name{labels}" or "name{labels,extra}" for one sample. */
+static void metrics__sample(metrics_buf *b, const char *name, const char *suffix,
+                            const char *labels, const char *extra, double v)
+{
+    int any = labels[0] || extra;
+    metrics__printf(b, "%s%s%s%s%s%s%s %.17g\n", name, suffix, any ? "{" : "", labels,
+                    labels[0] && extra ? "," : "", extra ? extra : "", any ? "}" : "", v);
+}
+
+char *metrics_render(metrics *m)
+{
+    metrics_buf b = {mem_alloc(4096), 0, 4096};
+    b.p[0] = '\0';
+    if (!m)
+        return b.p;
+    pthread_mutex_lock(&m->mu);
+    metrics__header(&b, "dagq_up", METRICS_GAUGE);
+    for (int i = 0; i < 2; i++)
+        metrics__printf(&b, "dagq_up{server=\"%s\"} %d\n", metrics_server_names[i], m->srv[i].up);
+    metrics_series **order = mem_calloc((size_t)m->n + 1, sizeof *order);
+    for (int i = 0; i < m->n; i++)
+        order[i] = &m->s[i];
+    qsort(order, (size_t)m->n, sizeof *order, metrics__cmp);
+    for (int i = 0; i < m->n; i++) {
+        const metrics_series *s = order[i];
+        if (i == 0 || strcmp(order[i - 1]->name, s->name))
+            metrics__header(&b, s->name, s->type);
+        if (s->type != METRICS_HISTOGRAM) {
+            metrics__sample(&b, s->name, "", s->labels, NULL, s->value);
+            continue;
+        }
+        for (int k = 0; k < METRICS_NBUCKETS; k++) {
+            char le[48];
+            snprintf(le, sizeof le, "le=\"%g\"", metrics_bounds[k]);
+            metrics__sample(&b, s->name, "_bucket", s->labels, le, (double)s->buckets[k]);
+        }
+        metrics__sample(&b, s->name, "_bucket", s->labels, "le=\"+Inf\"", (double)s->count);
+        metrics__sample(&b, s->name, "_sum", s->labels, NULL, s->value);
+        metrics__sample(&b, s->name, "_count", s->labels, NULL, (double)s->count);
+    }
+    mem_free(order);
+    pthread_mutex_unlock(&m->mu);
+    return b.p;
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make demo: starts a private PostgreSQL and Redis, migrates, loads the
+# example ETL DAG with SQL, runs a scheduler and two workers, triggers the
+# DAG, prints the finished run, and tears everything down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export T_BIN="$PWD/bin"
+. tests/lib.sh
+trap t_cleanup EXIT
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "starting a private PostgreSQL and Redis"
+pg_start
+redis_start
+DAGQ_DATABASE_URL=$(pg_new_db demo)
+export DAGQ_DATABASE_URL DAGQ_BROKER_URL=$REDIS_URL
+echo "DAGQ_DATABASE_URL=$DAGQ_DATABASE_URL"
+echo "DAGQ_BROKER_URL=$DAGQ_BROKER_URL"
+
+say "dagq db migrate"
+bin/dagq db migrate
+
+say "loading examples/etl_daily.sql with psql"
+psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -f examples/etl_daily.sql
+psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" \
+    -c "UPDATE dagq.dag SET params = params || jsonb_build_object('workdir', '$T_ROOT/work') WHERE dag_id = 'etl_daily'"
+bin/dagq dags
+
+say "starting dagq-scheduler and two dagq-workers"
+LOGS=$T_ROOT/logs
+mkdir -p "$LOGS"
+bin/dagq-scheduler >"$LOGS/scheduler.log" 2>&1 &
+T_PIDS+=($!)
+bin/dagq-worker --name worker-1 --slots 2 >"$LOGS/worker-1.log" 2>&1 &
+T_PIDS+=($!)
+bin/dagq-worker --name worker-2 --slots 2 >"$LOGS/worker-2.log" 2>&1 &
+T_PIDS+=($!)
+
+say "dagq trigger etl_daily"
+RUN=$(bin/dagq trigger etl_daily --logical-date 2024-06-01T00:00:00Z)
+echo "run $RUN"
+for _ in $(seq 600); do
+    st=$(psql -X -At "$DAGQ_DATABASE_URL" -c "SELECT state FROM dagq.dag_run WHERE run_id = $RUN")
+    case $st in success | failed) break ;; esac
+    sleep 0.1
+done
+
+say "dagq runs"
+bin/dagq runs
+say "dagq tasks $RUN"
+bin/dagq tasks "$RUN"
+say "dagq logs $RUN report"
+bin/dagq logs "$RUN" report
+say "dagq workers"
+bin/dagq workers
+
+for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+wait 2>/dev/null || true
+T_PIDS=()
+[ "$st" = success ] || { echo "the run ended $st; logs in $LOGS"; T_KEEP=1; exit 1; }
+say "the run succeeded; logs were in $LOGS (removed now)"

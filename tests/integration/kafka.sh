@@ -1,0 +1,10 @@
+# Kafka-specific behaviour of the queue (tests/broker/check_kafka.c): topic
+# creation with the configured partitions, property pass-through, paused
+# partitions of a busy worker keeping its group membership, a joining
+# consumer taking partitions at once, dead letters with their reason.
+# brokers: kafka
+
+case_kafka_checks() {
+    "$T_REPO/build/san/tests/check_kafka" >"$T_CASE/check.log" 2>&1 || { tail -30 "$T_CASE/check.log"; fail "check_kafka"; }
+    tail -1 "$T_CASE/check.log"
+}
