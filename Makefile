@@ -98,22 +98,22 @@ deps:
 # `make test` is what CI runs: deps, a -Werror sanitizer build, then every suite.
 test: deps
 	$(MAKE) WERROR=1 san all
-	sh tests/run.sh
+	bash tests/run.sh
 
 unit: san
-	sh tests/run.sh unit
+	bash tests/run.sh unit
 
 demo: deps
 	$(MAKE) all
-	sh scripts/demo.sh
+	bash scripts/demo.sh
 
 bench: deps
 	$(MAKE) OPT=-O2 all
-	sh bench/run.sh
+	bash bench/run.sh
 
 bench-airflow: deps
 	$(MAKE) all
-	sh bench/airflow.sh
+	bash bench/airflow.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -55,7 +55,7 @@ say "dagq workers"
 bin/dagq workers
 
 for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-wait 2>/dev/null || true
+for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 T_PIDS=()
 [ "$st" = success ] || { echo "the run ended $st; logs in $LOGS"; T_KEEP=1; exit 1; }
 say "the run succeeded; logs were in $LOGS (removed now)"
