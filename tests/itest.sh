@@ -59,6 +59,14 @@ stop() {
     if [ "$rc" -ne 0 ]; then fail "$name exited with status $rc"; fi
 }
 
+# alive PID: the process exists and is not a zombie waiting to be reaped
+alive() {
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case "$st" in Z*) return 1 ;; esac
+    [ -n "$st" ]
+}
+
 kill9() {
     local pid=${P_PID[$1]:-}
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
