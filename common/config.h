@@ -17,7 +17,7 @@ typedef struct config_list {
 } config_list;
 
 typedef struct config_option {
-    const char *name;   /* long option without dashes: "database-url" */
+    const char *name; /* long option without dashes: "database-url" */
     config_type type;
     const char *defval; /* default as text; NULL: unset (string NULL, int 0, empty list) */
     const char *help;

@@ -67,6 +67,7 @@ struct metrics {
     int n, cap;
     metrics_server srv[2];
     double last_collect;
+    int collect_failing; /* the backlog query failed last time: warned once */
 };
 
 static const char *const metrics_server_names[2] = {"database", "broker"};
@@ -277,9 +278,13 @@ int metrics_collect_backlog(metrics *m, db *d, queue *q, double every_s)
     if (rc == DB_ECONN)
         return rc;
     if (rc) {
-        log_warn("cannot read the backlog for /metrics", "error=\"%s\"", err);
+        if (!m->collect_failing)
+            log_warn("cannot read the backlog for /metrics (is the schema migrated?)",
+                     "error=\"%s\"", err);
+        m->collect_failing = 1;
         return 0;
     }
+    m->collect_failing = 0;
     for (size_t k = 0; k < sizeof per_group / sizeof per_group[0]; k++)
         metrics__zero(m, per_group[k]);
     for (int i = 0; i < PQntuples(r); i++) {

@@ -13,7 +13,7 @@
 #define MSG_ID_MAX 256 /* dag, task and group are at most 250 bytes */
 
 typedef struct msg_task {
-    int64_t ti;        /* task_instance.ti_id */
+    int64_t ti; /* task_instance.ti_id */
     int32_t try_number;
     int64_t run;       /* dag_run.run_id, 0 when absent */
     int64_t queued_at; /* unix microseconds, 0 when absent */

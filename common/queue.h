@@ -25,21 +25,21 @@
 #include <stdint.h>
 
 #define QUEUE_OK 0
-#define QUEUE_EINVAL (-1) /* bad URL or configuration: fatal */
-#define QUEUE_ECONN (-2)  /* broker unreachable or connection lost: retriable */
+#define QUEUE_EINVAL (-1)  /* bad URL or configuration: fatal */
+#define QUEUE_ECONN (-2)   /* broker unreachable or connection lost: retriable */
 #define QUEUE_EBROKER (-3) /* the broker refused the operation */
 
 typedef struct queue_conf {
-    const char *broker_url;     /* required */
-    const char *client_name;    /* consumer name / client.id, e.g. host:pid */
-    const char *redis_prefix;   /* key prefix, default "dagq:" */
+    const char *broker_url;         /* required */
+    const char *client_name;        /* consumer name / client.id, e.g. host:pid */
+    const char *redis_prefix;       /* key prefix, default "dagq:" */
     const char *kafka_topic_prefix; /* default "dagq." */
-    int kafka_partitions;       /* partitions of topics the scheduler creates; default 6 */
-    int kafka_replication;      /* replication factor of created topics; default 1 */
-    char **kafka_props;         /* "key=value" librdkafka properties, n_kafka_props of them */
+    int kafka_partitions;           /* partitions of topics the scheduler creates; default 6 */
+    int kafka_replication;          /* replication factor of created topics; default 1 */
+    char **kafka_props;             /* "key=value" librdkafka properties, n_kafka_props of them */
     int n_kafka_props;
-    int reclaim_idle_ms;        /* Redis: reclaim entries a dead consumer left pending
-                                   for this long; default 30000 */
+    int reclaim_idle_ms; /* Redis: reclaim entries a dead consumer left pending
+                            for this long; default 30000 */
 } queue_conf;
 
 typedef struct queue queue;                   /* producer side; opaque */
@@ -48,8 +48,8 @@ typedef struct queue_consumer queue_consumer; /* consumer side; opaque */
 typedef struct queue_msg {
     const void *data; /* the payload, len bytes, owned by the message */
     size_t len;
-    char id[64];      /* broker position, for logs: "1700000000000-0" or "p3@1234" */
-    void *priv;       /* implementation's */
+    char id[64]; /* broker position, for logs: "1700000000000-0" or "p3@1234" */
+    void *priv;  /* implementation's */
 } queue_msg;
 
 /* A short error string for a QUEUE_E* code. */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 typedef struct tmpl_var {
-    const char *name;  /* "ds", "params.table", ... */
+    const char *name; /* "ds", "params.table", ... */
     const char *value;
 } tmpl_var;
 

@@ -11,11 +11,11 @@
 typedef struct timetable_dag {
     const char *schedule; /* cron expression or macro */
     const char *timezone;
-    long long start_date;  /* unix seconds; 0 = none (then created_at counts) */
-    long long end_date;    /* 0 = none */
+    long long start_date; /* unix seconds; 0 = none (then created_at counts) */
+    long long end_date;   /* 0 = none */
     long long created_at;
     int catchup;
-    long long next_start;  /* the stored next interval; 0/0 = compute it */
+    long long next_start; /* the stored next interval; 0/0 = compute it */
     long long next_end;
 } timetable_dag;
 

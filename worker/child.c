@@ -19,8 +19,7 @@ struct child {
     unsigned long long total;
 };
 
-int child_spawn(const char *command, char *const envp[], child **out, char *errbuf,
-                size_t errlen)
+int child_spawn(const char *command, char *const envp[], child **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
     int p[2];

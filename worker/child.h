@@ -15,8 +15,7 @@ typedef struct child child; /* opaque */
 
 /* Starts the command with exactly the environment envp (NULL-terminated).
  * Returns 0 and *out, or -1 with the reason in errbuf. */
-int child_spawn(const char *command, char *const envp[], child **out, char *errbuf,
-                size_t errlen);
+int child_spawn(const char *command, char *const envp[], child **out, char *errbuf, size_t errlen);
 
 pid_t child_pid(const child *c);
 int child_fd(const child *c); /* output pipe, -1 once closed */

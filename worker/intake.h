@@ -16,9 +16,9 @@
 typedef struct intake intake; /* opaque */
 
 typedef struct intake_item {
-    queue_msg *msg;          /* owned: give it back with intake_ack / intake_dead_letter */
+    queue_msg *msg;           /* owned: give it back with intake_ack / intake_dead_letter */
     queue_consumer *consumer; /* borrowed */
-    const char *group;       /* borrowed */
+    const char *group;        /* borrowed */
     struct intake_item *next;
 } intake_item;
 

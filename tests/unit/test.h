@@ -26,7 +26,7 @@ static const char *test__name;
 
 #define TEST_FAIL_AT(fmt, ...)                                                                     \
     do {                                                                                           \
-        fprintf(stderr, "%s:%d: %s: " fmt "\n", __FILE__, __LINE__, test__name, __VA_ARGS__);     \
+        fprintf(stderr, "%s:%d: %s: " fmt "\n", __FILE__, __LINE__, test__name, __VA_ARGS__);      \
         test__cur_failed = 1;                                                                      \
     } while (0)
 
