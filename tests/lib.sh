@@ -93,23 +93,38 @@ redis_start() {
         --appendonly yes --appendfsync everysec --daemonize no \
         >"$REDIS_DIR/server.log" 2>&1 &
     REDIS_PID=$!
+    echo "$REDIS_PID" >"$REDIS_DIR/pid"
     export REDIS_PORT REDIS_DIR
     t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 }
 
+# The pid lives in a file, so a server restarted inside a test's subshell is
+# still the one stopped at the end.
+redis_pid() { cat "$REDIS_DIR/pid" 2>/dev/null; }
+
 redis_stop() {
-    [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
-    REDIS_PID=""
+    local pid
+    pid=$(redis_pid)
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null
+    local i
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null
+    rm -f "$REDIS_DIR/pid"
 }
 
 # Kills Redis hard and starts it again on the same port and data (AOF).
 redis_restart() {
-    kill -9 "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null
+    local pid
+    pid=$(redis_pid)
+    kill -9 "$pid" 2>/dev/null
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
         --appendonly yes --appendfsync everysec --daemonize no \
         >>"$REDIS_DIR/server.log" 2>&1 &
     REDIS_PID=$!
+    echo "$REDIS_PID" >"$REDIS_DIR/pid"
     t_wait_for redis-cli -p "$REDIS_PORT" ping
 }
 

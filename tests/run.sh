@@ -34,6 +34,7 @@ if [ "$what" = integration ] || [ "$what" = all ]; then
     . tests/lib.sh
     . tests/itest.sh
     trap t_cleanup EXIT
+    trap "exit 130" INT TERM
     pg_start || { echo "cannot start PostgreSQL"; exit 1; }
     brokers=${DAGQ_TEST_BROKERS:-redis kafka}
     for b in $brokers; do

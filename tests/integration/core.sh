@@ -355,3 +355,55 @@ SQL
     assert_eq "a b a b" "$(tr '\n' ' ' <"$T_CASE/ran" | sed 's/ $//')" "a and b ran twice, in order"
     assert_eq 2 "$(sql "SELECT try_number FROM dagq.task_instance WHERE run_id = $run AND task_id = 'b'")" "new try number"
 }
+
+case_lost_message_is_pushed_again() {
+    # the state a scheduler crash between COMMIT and push leaves behind: a
+    # try 'queued' in the metastore whose message never reached the broker
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id) VALUES ('lost');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('lost', 't', 'echo ran >> ' || :'T' || '/ran');
+SELECT dagq.trigger_dag('lost');
+SELECT dagq.start_run(1);
+UPDATE dagq.task_instance SET state = 'queued', try_number = 1, queued_at = now(),
+       pushed_at = now() - interval '1 hour';
+SQL
+    start_scheduler sched --queued-timeout 2
+    start_worker w1 --slots 1
+    assert_eq success "$(wait_run 1 60)" "the run finishes"
+    assert_eq 1 "$(sql "SELECT try_number FROM dagq.task_instance WHERE run_id = 1")" "same try, not a new one"
+    assert_eq 1 "$(wc -l <"$T_CASE/ran")" "ran once"
+    assert_contains "$(cat "$T_CASE/sched.log")" "pushing it again" "scheduler says it re-pushed"
+}
+
+case_max_active_tasks_and_runs_are_honoured() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, max_active_tasks, max_active_runs) VALUES ('narrow', 2, 1);
+INSERT INTO dagq.task (dag_id, task_id, command)
+  SELECT 'narrow', 't' || i, 'sleep 0.3' FROM generate_series(1, 6) i;
+SELECT dagq.trigger_dag('narrow') FROM generate_series(1, 3);
+SQL
+    start_stack 2
+    wait_until 90 "SELECT count(*) FROM dagq.dag_run WHERE state = 'success'" 3
+    # most task instances of the DAG running at any instant: at a start,
+    # count the others whose [start, end) covers it
+    assert_eq 2 "$(sql "SELECT max(n) FROM (SELECT (SELECT count(*) FROM dagq.task_instance o
+        WHERE o.started_at <= t.started_at AND o.ended_at > t.started_at) AS n FROM dagq.task_instance t) x")" \
+        "at most max_active_tasks=2 at once (and 2 were used)"
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag_run a JOIN dagq.dag_run b ON a.run_id < b.run_id
+        AND a.started_at < b.ended_at AND b.started_at < a.ended_at")" "runs never overlap with max_active_runs=1"
+}
+
+case_ready_tasks_queue_by_priority() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, max_active_tasks) VALUES ('prio', 1);
+INSERT INTO dagq.task (dag_id, task_id, command, priority) VALUES
+  ('prio', 'low', 'echo low >> ' || :'T' || '/order', 1),
+  ('prio', 'high', 'echo high >> ' || :'T' || '/order', 100),
+  ('prio', 'mid', 'echo mid >> ' || :'T' || '/order', 50),
+  ('prio', 'default', 'echo default >> ' || :'T' || '/order', 0);
+SELECT dagq.trigger_dag('prio');
+SQL
+    start_stack 1
+    assert_eq success "$(wait_run 1 60)" "run"
+    assert_eq "high mid low default" "$(tr '\n' ' ' <"$T_CASE/order" | sed 's/ $//')" "higher priority first"
+}
