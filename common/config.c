@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "log.h"
 #include "mem.h"
 
 #include <ctype.h>
@@ -215,4 +216,22 @@ void config_free(const config_option *opts)
 {
     for (const config_option *o = opts; o->name; o++)
         config_reset(o);
+}
+
+int config_load_daemon(const config_option *opts, int argc, char **argv, char *const *log_level,
+                       char *errbuf, size_t errlen)
+{
+    config_list pos;
+    int rc = config_load(opts, argc, argv, &pos, errbuf, errlen);
+    if (rc == CONFIG_OK && pos.n > 0) {
+        snprintf(errbuf, errlen, "unexpected argument \"%s\" (see --help)", pos.items[0]);
+        rc = CONFIG_ERR;
+    }
+    config_list_free(&pos);
+    if (rc == CONFIG_OK && log_set_level_name(*log_level ? *log_level : "")) {
+        snprintf(errbuf, errlen, "--log-level must be debug, info, warn or error, got \"%s\"",
+                 *log_level ? *log_level : "");
+        rc = CONFIG_ERR;
+    }
+    return rc;
 }

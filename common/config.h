@@ -43,6 +43,12 @@ void config_usage(FILE *out, const config_option *opts);
 void config_free(const config_option *opts);
 void config_list_free(config_list *l);
 
+/* What a daemon does first: config_load, no positional arguments allowed,
+ * the log level set from *log_level. Returns CONFIG_OK, CONFIG_HELP, or
+ * CONFIG_ERR with the problem in errbuf. */
+int config_load_daemon(const config_option *opts, int argc, char **argv, char *const *log_level,
+                       char *errbuf, size_t errlen);
+
 /* "DAGQ_" + upper(name) with '-' as '_', written into buf. */
 void config_env_name(const char *name, char *buf, size_t len);
 

@@ -50,8 +50,8 @@ static const config_option options[] = {
     {"queued-timeout", CONFIG_INT, "60",
      "seconds a try may stay queued before its message is pushed again", &opt_queued_timeout, 1,
      86400},
-    {"poll-interval-ms", CONFIG_INT, "1000",
-     "fallback poll interval when no notification arrives", &opt_poll_interval_ms, 10, 60000},
+    {"poll-interval-ms", CONFIG_INT, "1000", "fallback poll interval when no notification arrives",
+     &opt_poll_interval_ms, 10, 60000},
     {"batch", CONFIG_INT, "1000", "most tries queued in one pass", &opt_batch, 1, 100000},
     {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
     {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
@@ -68,8 +68,8 @@ static const config_option options[] = {
     {"http-port", CONFIG_INT, NULL, "serve /healthz and /metrics on this port (off when unset)",
      &opt_http_port, 0, 65535},
     {"health-timeout", CONFIG_INT, "30",
-     "seconds without the database or the broker after which /healthz fails",
-     &opt_health_timeout, 1, 86400},
+     "seconds without the database or the broker after which /healthz fails", &opt_health_timeout,
+     1, 86400},
     {"log-level", CONFIG_STRING, "info", "debug, info, warn or error", &opt_log_level},
     {NULL}};
 
@@ -110,24 +110,12 @@ static void wait_notify(db *d, int timeout_ms)
 int main(int argc, char **argv)
 {
     char err[1024];
-    config_list pos;
     log_init("dagq-scheduler");
-    int rc = config_load(options, argc, argv, &pos, err, sizeof err);
+    int rc = config_load_daemon(options, argc, argv, &opt_log_level, err, sizeof err);
     if (rc == CONFIG_HELP) {
         usage(stdout);
-        config_list_free(&pos);
         config_free(options);
         return 0;
-    }
-    if (rc == CONFIG_OK && pos.n > 0) {
-        snprintf(err, sizeof err, "unexpected argument \"%s\" (see --help)", pos.items[0]);
-        rc = CONFIG_ERR;
-    }
-    config_list_free(&pos);
-    if (rc == CONFIG_OK && log_set_level_name(opt_log_level)) {
-        snprintf(err, sizeof err, "--log-level must be debug, info, warn or error, got \"%s\"",
-                 opt_log_level);
-        rc = CONFIG_ERR;
     }
     if (rc == CONFIG_OK && queue_url_check(opt_broker_url, err, sizeof err) != QUEUE_OK)
         rc = CONFIG_ERR;
@@ -167,7 +155,8 @@ int main(int argc, char **argv)
         .batch = (int)opt_batch,
         .housekeeping_ms = 1000,
     };
-    log_info("scheduler starting", "name=%s broker=%s heartbeat_timeout_s=%lld "
+    log_info("scheduler starting",
+             "name=%s broker=%s heartbeat_timeout_s=%lld "
              "queued_timeout_s=%lld",
              name, opt_broker_url, opt_heartbeat_timeout, opt_queued_timeout);
 

@@ -25,7 +25,7 @@ struct sched {
     db *d;
     queue *q;
     sched_stats stats;
-    double connected_at;    /* monotonic seconds of the last (re)connect */
+    double connected_at; /* monotonic seconds of the last (re)connect */
     double last_housekeeping;
     char *groups[SCHED_MAX_GROUPS]; /* worker groups whose queue is known to exist */
     int ngroups;
@@ -84,22 +84,21 @@ static long long sched_ll(PGresult *r, int row, int col)
 static int sched_create_runs(sched *s, char *err, size_t errlen)
 {
     PGresult *r;
-    int rc = db_query(
-        s->d, "sched_due_dags",
-        "SELECT d.dag_id, d.schedule, d.timezone,"
-        " floor(extract(epoch FROM d.start_date))::bigint,"
-        " floor(extract(epoch FROM d.end_date))::bigint, d.catchup,"
-        " floor(extract(epoch FROM d.next_dagrun_start))::bigint,"
-        " floor(extract(epoch FROM d.next_dagrun_end))::bigint,"
-        " floor(extract(epoch FROM d.created_at))::bigint, d.max_active_runs,"
-        " (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = d.dag_id"
-        "   AND x.state IN ('queued', 'running')),"
-        " floor(extract(epoch FROM clock_timestamp()))::bigint"
-        " FROM dagq.dag d"
-        " WHERE d.schedule IS NOT NULL AND NOT d.is_paused"
-        "   AND (d.next_dagrun_end IS NULL OR d.next_dagrun_end <= clock_timestamp())"
-        " ORDER BY d.next_dagrun_end NULLS FIRST LIMIT 500",
-        0, NULL, &r, err, errlen);
+    int rc = db_query(s->d, "sched_due_dags",
+                      "SELECT d.dag_id, d.schedule, d.timezone,"
+                      " floor(extract(epoch FROM d.start_date))::bigint,"
+                      " floor(extract(epoch FROM d.end_date))::bigint, d.catchup,"
+                      " floor(extract(epoch FROM d.next_dagrun_start))::bigint,"
+                      " floor(extract(epoch FROM d.next_dagrun_end))::bigint,"
+                      " floor(extract(epoch FROM d.created_at))::bigint, d.max_active_runs,"
+                      " (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = d.dag_id"
+                      "   AND x.state IN ('queued', 'running')),"
+                      " floor(extract(epoch FROM clock_timestamp()))::bigint"
+                      " FROM dagq.dag d"
+                      " WHERE d.schedule IS NOT NULL AND NOT d.is_paused"
+                      "   AND (d.next_dagrun_end IS NULL OR d.next_dagrun_end <= clock_timestamp())"
+                      " ORDER BY d.next_dagrun_end NULLS FIRST LIMIT 500",
+                      0, NULL, &r, err, errlen);
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -227,12 +226,12 @@ static int sched_render_run(sched *s, const char *run_id, char *err, size_t errl
         if (tmpl_render(PQgetvalue(tis, i, 2), vars, nvars, &out, terr, sizeof terr) == 0) {
             const char *u[2] = {PQgetvalue(tis, i, 0), out};
             rc = db_query(s->d, "sched_set_command",
-                          "UPDATE dagq.task_instance SET command = $2 WHERE ti_id = $1", 2, u,
-                          NULL, err, errlen);
+                          "UPDATE dagq.task_instance SET command = $2 WHERE ti_id = $1", 2, u, NULL,
+                          err, errlen);
         } else {
             char *note = mem_printf("template error: %s", terr);
-            log_warn("command does not render; task instance failed",
-                     "run=%s task=%s error=\"%s\"", run_id, task_id, terr);
+            log_warn("command does not render; task instance failed", "run=%s task=%s error=\"%s\"",
+                     run_id, task_id, terr);
             const char *u[2] = {PQgetvalue(tis, i, 0), note};
             rc = db_query(s->d, "sched_fail_render",
                           "UPDATE dagq.task_instance SET state = 'failed',"
@@ -272,8 +271,7 @@ static int sched_start_runs(sched *s, char *err, size_t errlen)
     for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
         const char *p[1] = {PQgetvalue(r, i, 0)};
         PGresult *st;
-        rc = db_query(s->d, "sched_start_run", "SELECT dagq.start_run($1)", 1, p, &st, err,
-                      errlen);
+        rc = db_query(s->d, "sched_start_run", "SELECT dagq.start_run($1)", 1, p, &st, err, errlen);
         if (rc)
             break;
         long long n = sched_ll(st, 0, 0);
@@ -303,9 +301,9 @@ static int sched_zombies(sched *s, char *err, size_t errlen)
         return rc;
     for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
         int try_number = (int)sched_ll(r, i, 1);
-        double delay = backoff_retry_delay(atof(PQgetvalue(r, i, 7)), try_number,
-                                           PQgetvalue(r, i, 8)[0] == 't',
-                                           atof(PQgetvalue(r, i, 9)));
+        double delay =
+            backoff_retry_delay(atof(PQgetvalue(r, i, 7)), try_number,
+                                PQgetvalue(r, i, 8)[0] == 't', atof(PQgetvalue(r, i, 9)));
         char *note = mem_printf("zombie: worker %s sent no heartbeat for %.0fs",
                                 PQgetvalue(r, i, 6), atof(PQgetvalue(r, i, 10)));
         char d[32];
@@ -317,7 +315,8 @@ static int sched_zombies(sched *s, char *err, size_t errlen)
         if (rc == 0) {
             if (!PQgetisnull(a, 0, 0)) {
                 s->stats.zombies++;
-                log_warn("zombie try taken away", "dag=%s run=%s task=%s ti=%s try=%d worker=%s "
+                log_warn("zombie try taken away",
+                         "dag=%s run=%s task=%s ti=%s try=%d worker=%s "
                          "silent_s=%.0f new_state=%s",
                          PQgetvalue(r, i, 3), PQgetvalue(r, i, 5), PQgetvalue(r, i, 4),
                          PQgetvalue(r, i, 0), try_number, PQgetvalue(r, i, 6),
@@ -405,8 +404,8 @@ static int sched_push_pending(sched *s)
     if (rc) {
         s->stats.push_errors++;
         if (s->npending > 100000) {
-            log_warn("too many unpushed tries kept; leaving them to the re-push",
-                     "unpushed=%d", s->npending);
+            log_warn("too many unpushed tries kept; leaving them to the re-push", "unpushed=%d",
+                     s->npending);
             s->npending = 0;
         }
         return rc;
@@ -447,9 +446,8 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     for (int i = 0; i < PQntuples(r); i++)
         log_warn("queued try not started in time; pushing it again",
                  "dag=%s run=%s task=%s ti=%s try=%s group=%s queued_timeout_s=%.0f",
-                 PQgetvalue(r, i, 2), PQgetvalue(r, i, 4), PQgetvalue(r, i, 3),
-                 PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 5),
-                 s->conf.queued_timeout_s);
+                 PQgetvalue(r, i, 2), PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
+                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 5), s->conf.queued_timeout_s);
     s->stats.repushed += PQntuples(r);
     sched_collect(s, r);
     PQclear(r);
@@ -464,8 +462,8 @@ static int sched_finish_runs(sched *s, char *err, size_t errlen)
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r); i++)
-        log_info("run finished", "dag=%s run=%s state=%s", PQgetvalue(r, i, 1),
-                 PQgetvalue(r, i, 0), PQgetvalue(r, i, 2));
+        log_info("run finished", "dag=%s run=%s state=%s", PQgetvalue(r, i, 1), PQgetvalue(r, i, 0),
+                 PQgetvalue(r, i, 2));
     s->stats.runs_finished += PQntuples(r);
     for (int i = 0; i < PQntuples(r); i++)
         metrics_run_finished(s->conf.metrics, PQgetvalue(r, i, 2));

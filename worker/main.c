@@ -81,8 +81,8 @@ static const config_option options[] = {
      &opt_drain_timeout, 0, 86400},
     {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
     {"reclaim-idle-ms", CONFIG_INT, "30000",
-     "Redis: reclaim messages a dead consumer left unacknowledged this long",
-     &opt_reclaim_idle, 100, 86400000},
+     "Redis: reclaim messages a dead consumer left unacknowledged this long", &opt_reclaim_idle,
+     100, 86400000},
     {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "Kafka topic prefix (topic = prefix + group)",
      &opt_kafka_topic_prefix},
     {"kafka-partitions", CONFIG_INT, "6", "partitions of Kafka topics created when missing",
@@ -96,8 +96,8 @@ static const config_option options[] = {
     {"http-port", CONFIG_INT, NULL, "serve /healthz and /metrics on this port (off when unset)",
      &opt_http_port, 0, 65535},
     {"health-timeout", CONFIG_INT, "30",
-     "seconds without the database or the broker after which /healthz fails",
-     &opt_health_timeout, 1, 86400},
+     "seconds without the database or the broker after which /healthz fails", &opt_health_timeout,
+     1, 86400},
     {"log-level", CONFIG_STRING, "info", "debug, info, warn or error", &opt_log_level},
     {NULL}};
 
@@ -166,8 +166,8 @@ static int worker_db_ok(worker *w)
     metrics_server_up(w->m, METRICS_DATABASE, 0);
     int ms = backoff_reconnect_ms(w->db_attempt++);
     w->next_db_attempt = t + ms / 1000.0;
-    log_warn("database unreachable, retrying", "worker=%s retry_in_ms=%d error=\"%s\"", w->name,
-             ms, err);
+    log_warn("database unreachable, retrying", "worker=%s retry_in_ms=%d error=\"%s\"", w->name, ms,
+             err);
     return 0;
 }
 
@@ -212,8 +212,8 @@ static void worker_heartbeat(worker *w, const char *state)
             held = strtoll(PQgetvalue(r, i, 0), NULL, 10) == x->ti;
         if (!held && now_s() - x->started > 1.0) {
             log_warn("try was taken away from this worker; stopping it",
-                     "dag=%s run=%lld task=%s ti=%lld try=%d worker=%s", x->dag, x->run_id,
-                     x->task, x->ti, x->try_number, w->name);
+                     "dag=%s run=%lld task=%s ti=%lld try=%d worker=%s", x->dag, x->run_id, x->task,
+                     x->ti, x->try_number, w->name);
             child_signal(x->ch, SIGTERM);
             x->kill_at = now_s() + KILL_GRACE_S;
         }
@@ -235,8 +235,9 @@ static void worker_flush_results(worker *w)
         snprintf(code, sizeof code, "%d", x->exit_code);
         snprintf(delay, sizeof delay, "%.3f", x->retry_in);
         snprintf(trunc, sizeof trunc, "%lld", x->truncated);
-        const char *p[9] = {ti,    tr,       w->name, x->ok ? "t" : "f", x->exit_code >= 0 ? code : NULL,
-                            delay, x->note, x->output, trunc};
+        const char *p[9] = {
+            ti,      tr,        w->name, x->ok ? "t" : "f", x->exit_code >= 0 ? code : NULL, delay,
+            x->note, x->output, trunc};
         PGresult *r;
         char err[512];
         int rc = db_query(w->d, "worker_finish",
@@ -256,8 +257,7 @@ static void worker_flush_results(worker *w)
             else {
                 metrics_ti_state(w->m, x->group, PQgetvalue(r, 0, 0));
                 log_info("try finished", "dag=%s task=%s ti=%lld try=%d state=%s exit_code=%d",
-                         x->dag, x->task, x->ti, x->try_number, PQgetvalue(r, 0, 0),
-                         x->exit_code);
+                         x->dag, x->task, x->ti, x->try_number, PQgetvalue(r, 0, 0), x->exit_code);
             }
             PQclear(r);
         }
@@ -310,8 +310,9 @@ static void worker_add_result(worker *w, const run *x, int ok, int exit_code, co
     r->try_number = x->try_number;
     r->ok = ok;
     r->exit_code = exit_code;
-    r->retry_in = ok ? 0 : backoff_retry_delay(x->retry_delay, x->try_number, x->exp_backoff,
-                                               x->max_retry_delay);
+    r->retry_in =
+        ok ? 0
+           : backoff_retry_delay(x->retry_delay, x->try_number, x->exp_backoff, x->max_retry_delay);
     r->note = mem_strdup(note);
     r->output = output ? output : mem_strdup("");
     r->truncated = truncated;
@@ -333,8 +334,8 @@ static int worker_take(worker *w, intake_item *it)
     if (msg_decode(it->msg->data, it->msg->len, &m, err, sizeof err) != 0) {
         char reason[600];
         snprintf(reason, sizeof reason, "undecodable message: %s", err);
-        log_warn("malformed message sent to the dead-letter queue",
-                 "group=%s id=%s reason=\"%s\"", it->group, it->msg->id, reason);
+        log_warn("malformed message sent to the dead-letter queue", "group=%s id=%s reason=\"%s\"",
+                 it->group, it->msg->id, reason);
         intake_done(w->in, it, reason);
         return 0;
     }
@@ -409,8 +410,8 @@ static int worker_take(worker *w, intake_item *it)
         w->runs = x;
         w->nrunning++;
         intake_set_running(w->in, w->nrunning);
-        log_info("try started", "dag=%s run=%lld task=%s ti=%lld try=%d pid=%d", x->dag,
-                 x->run_id, x->task, x->ti, x->try_number, (int)child_pid(ch));
+        log_info("try started", "dag=%s run=%lld task=%s ti=%lld try=%d pid=%d", x->dag, x->run_id,
+                 x->task, x->ti, x->try_number, (int)child_pid(ch));
     }
     worker_env_free(envp);
     PQclear(claim);
@@ -511,7 +512,8 @@ static void worker_release_all(worker *w, const char *why)
             if (db_query(w->d, "worker_release", "SELECT dagq.release_try($1, $2, $3, $4)", 4, p,
                          NULL, err, sizeof err) == DB_OK) {
                 metrics_ti_state(w->m, x->group, "up_for_retry");
-                log_warn("try given back to the scheduler", "dag=%s task=%s ti=%lld try=%d "
+                log_warn("try given back to the scheduler",
+                         "dag=%s task=%s ti=%lld try=%d "
                          "reason=\"%s\"",
                          x->dag, x->task, x->ti, x->try_number, why);
             }
@@ -544,32 +546,21 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     char err[1024];
-    config_list pos;
     log_init("dagq-worker");
-    int rc = config_load(options, argc, argv, &pos, err, sizeof err);
+    int rc = config_load_daemon(options, argc, argv, &opt_log_level, err, sizeof err);
     if (rc == CONFIG_HELP) {
         usage(stdout);
-        config_list_free(&pos);
         config_free(options);
         return 0;
-    }
-    if (rc == CONFIG_OK && pos.n > 0) {
-        snprintf(err, sizeof err, "unexpected argument \"%s\" (see --help)", pos.items[0]);
-        rc = CONFIG_ERR;
-    }
-    config_list_free(&pos);
-    if (rc == CONFIG_OK && log_set_level_name(opt_log_level)) {
-        snprintf(err, sizeof err, "--log-level must be debug, info, warn or error, got \"%s\"",
-                 opt_log_level);
-        rc = CONFIG_ERR;
     }
     if (rc == CONFIG_OK && queue_url_check(opt_broker_url, err, sizeof err) != QUEUE_OK)
         rc = CONFIG_ERR;
     for (int i = 0; rc == CONFIG_OK && i < opt_groups.n; i++) {
         const char *g = opt_groups.items[i];
         size_t n = strlen(g);
-        int bad = n == 0 || n > 100 || !((g[0] >= 'a' && g[0] <= 'z') ||
-                                         (g[0] >= 'A' && g[0] <= 'Z') || (g[0] >= '0' && g[0] <= '9'));
+        int bad = n == 0 || n > 100 ||
+                  !((g[0] >= 'a' && g[0] <= 'z') || (g[0] >= 'A' && g[0] <= 'Z') ||
+                    (g[0] >= '0' && g[0] <= '9'));
         for (size_t j = 0; j < n && !bad; j++)
             bad = !(g[j] == '_' || g[j] == '.' || g[j] == '-' || (g[j] >= 'a' && g[j] <= 'z') ||
                     (g[j] >= 'A' && g[j] <= 'Z') || (g[j] >= '0' && g[j] <= '9'));
@@ -640,8 +631,8 @@ int main(int argc, char **argv)
     }
     w.d = db_new(opt_database_url, "dagq-worker");
     worker_db_ok(&w);
-    w.in = intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1,
-                        w.m);
+    w.in =
+        intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1, w.m);
 
     struct pollfd *pfds = NULL;
     int cap = 0;
@@ -650,8 +641,8 @@ int main(int argc, char **argv)
         if (stop_requested && !w.draining) {
             w.draining = 1;
             w.drain_deadline = t + (double)opt_drain_timeout;
-            log_info("draining: no new tasks", "worker=%s running=%d drain_timeout_s=%lld",
-                     w.name, w.nrunning, opt_drain_timeout);
+            log_info("draining: no new tasks", "worker=%s running=%d drain_timeout_s=%lld", w.name,
+                     w.nrunning, opt_drain_timeout);
             intake_stop(w.in); /* leaves the consumer groups */
             w.in = NULL;
             worker_heartbeat(&w, "draining");
