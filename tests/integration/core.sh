@@ -407,3 +407,29 @@ SQL
     assert_eq success "$(wait_run 1 60)" "run"
     assert_eq "high mid low default" "$(tr '\n' ' ' <"$T_CASE/order" | sed 's/ $//')" "higher priority first"
 }
+
+case_schedule_without_catchup_runs_latest_interval_in_its_time_zone() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, schedule, timezone, start_date, catchup) VALUES
+  ('nightly_ny', '0 3 * * *', 'America/New_York', now() - interval '10 days', false),
+  ('hourly17', '17 * * * *', 'UTC', now() - interval '1 day', false),
+  ('future', '@daily', 'UTC', now() + interval '10 days', false);
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES
+  ('nightly_ny', 't', 'true'), ('hourly17', 't', 'true'), ('future', 't', 'true');
+SQL
+    start_stack 1
+    wait_until 60 "SELECT count(*) >= 2 FROM dagq.dag_run WHERE state = 'success'" t
+    sleep 1.5 # a further pass creates nothing more
+    assert_eq 1 "$(sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'nightly_ny'")" "one run without catchup"
+    # its interval ends at the latest 03:00 New York time that has passed
+    assert_eq "03:00:00|t|1 day" "$(sql "SELECT to_char(data_interval_end AT TIME ZONE 'America/New_York', 'HH24:MI:SS'),
+        data_interval_end <= now() AND data_interval_end > now() - interval '1 day',
+        (data_interval_end AT TIME ZONE 'America/New_York') - (data_interval_start AT TIME ZONE 'America/New_York')
+        FROM dagq.dag_run WHERE dag_id = 'nightly_ny'")" "interval in the DAG's time zone"
+    assert_eq "17|t|t|01:00:00" "$(sql "SELECT extract(minute FROM data_interval_end)::int,
+        data_interval_end > now() - interval '1 hour' AND data_interval_end <= now(),
+        logical_date = data_interval_start, data_interval_end - data_interval_start
+        FROM dagq.dag_run WHERE dag_id = 'hourly17'")" "latest hourly interval only"
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'future'")" "nothing before start_date"
+    assert_eq t "$(sql "SELECT next_dagrun_end > now() FROM dagq.dag WHERE dag_id = 'hourly17'")" "next interval is in the future"
+}
