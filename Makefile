@@ -97,7 +97,7 @@ deps:
 
 # `make test` is what CI runs: deps, a -Werror sanitizer build, then every suite.
 test: deps
-	$(MAKE) WERROR=1 san all
+	$(MAKE) -j$$(nproc) WERROR=1 san all
 	bash tests/run.sh
 
 unit: san

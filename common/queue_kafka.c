@@ -76,6 +76,19 @@
  * Stashed messages of a revoked partition are dropped (never acked, so the new
  * owner reads them).
  *
+ * Backlog. The consumer group's lag: per partition the high watermark minus
+ * the group's committed offset (the low watermark where none is committed).
+ * The committed offsets are read with rd_kafka_committed() on a consumer
+ * handle of the group's id, one per worker group, made on first use and kept
+ * by the producer (at most KQ_LAG_MAX, the least recently used goes). That
+ * handle never subscribes nor assigns, so it never joins the group: it only
+ * finds the coordinator and sends OffsetFetch, and it commits nothing
+ * (enable.auto.commit=false). Not the Admin API's ListConsumerGroupOffsets:
+ * librdkafka (2.0.2 and later, issue 5040) crashes in it when the broker
+ * answers NOT_COORDINATOR (common right after a group's topic is created) on a
+ * client that is not a consumer of a group: it asks that client's (absent)
+ * group for a coordinator query.
+ *
  * Threads. The producer is used by one thread. A consumer's poll runs on one
  * thread (rebalance, error and log callbacks run inside it); ack and
  * dead_letter may run on others: the partition state is under c->mu, and an
@@ -120,6 +133,7 @@ extern char **environ;
 #define KQ_STASH_LOW 16  /* and poll(max >= 1) resumes them below this many */
 #define KQ_HEADER_REASON "dagq-reason"
 #define KQ_HEADER_SOURCE "dagq-source"
+#define KQ_LAG_MAX 64 /* backlog readers kept per producer */
 
 /* ---- settings: what a client is built from ---- */
 
@@ -171,7 +185,17 @@ typedef struct kq_producer {
      * to new topics fail at once until then, instead of each waiting */
     int64_t ensure_retry_at;
     char ensure_err[512];
+    struct kq_lag **lags; /* backlog readers, one per worker group */
+    int n_lags;
 } kq_producer;
+
+/* Reads a consumer group's committed offsets (see "Backlog" at the top). */
+typedef struct kq_lag {
+    kq_client cl;   /* first: the callbacks' opaque */
+    char *group;    /* worker group: cl.label */
+    char *group_id; /* consumer group id: the topic's name */
+    int64_t used;   /* last use, for eviction */
+} kq_lag;
 
 typedef struct kq_part {
     int32_t partition;
@@ -801,10 +825,15 @@ static int kq_producer_new(const kq_settings *s, const char *label, kq_producer 
     return QUEUE_OK;
 }
 
+static void kq_lag_free(kq_lag *l);
+
 static void kq_producer_free(kq_producer *p)
 {
     if (!p)
         return;
+    for (int i = 0; i < p->n_lags; i++)
+        kq_lag_free(p->lags[i]);
+    mem_free(p->lags);
     kq_producer_stop(p);
     kq_client_fini(&p->cl);
     for (int i = 0; i < p->n_ensured; i++)
@@ -1005,6 +1034,120 @@ static int kq_flush(void *impl, int timeout_ms, char *errbuf, size_t errlen)
     return kq_producer_flush(impl, timeout_ms, errbuf, errlen);
 }
 
+/* ---- backlog: the consumer group's lag ---- */
+
+/* Errors of a backlog reader: an outage is logged by the producer (and the
+ * consumers) already, so only a fatal error is more than debug. */
+static void kq_lag_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    kq_client *cl = opaque;
+    char q[512];
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+        atomic_store(&cl->fatal, 1);
+        log_warn("kafka backlog reader failed; it is made again",
+                 "kafka=%s group=%s err=%s reason=\"%s\"", rd_kafka_name(rk), cl->label,
+                 rd_kafka_err2name(orig), kq_q(why, q, sizeof q));
+        return;
+    }
+    log_debug("kafka backlog reader error", "kafka=%s group=%s err=%s reason=\"%s\"",
+              rd_kafka_name(rk), cl->label, rd_kafka_err2name(err), kq_q(reason, q, sizeof q));
+}
+
+static void kq_lag_free(kq_lag *l)
+{
+    if (!l)
+        return;
+    kq_client_closing(&l->cl);
+    if (l->cl.rk) {
+        /* never subscribed nor assigned: nothing to leave, nothing to commit */
+        rd_kafka_consumer_close(l->cl.rk);
+        rd_kafka_destroy(l->cl.rk);
+    }
+    kq_client_fini(&l->cl);
+    mem_free(l->group);
+    mem_free(l->group_id);
+    mem_free(l);
+}
+
+static int kq_lag_new(const kq_settings *s, const char *group, const char *group_id, kq_lag **out,
+                      char *errbuf, size_t errlen)
+{
+    /* The handle must never take part in the group: no subscribe, no
+     * assign (so no join, no heartbeats), no commits. The assignor is never
+     * used; roundrobin keeps clear of librdkafka issue 4312 (cooperative-
+     * sticky consumers abort when destroyed before an assignment, < 2.3). */
+    static const kq_kv defaults[] = {{NULL, NULL}};
+    char es[512];
+    kq_lag *l = mem_calloc(1, sizeof *l);
+    l->group = mem_strdup(group);
+    l->group_id = mem_strdup(group_id);
+    kq_client_init(&l->cl, "backlog", l->group);
+    kq_client_reset(&l->cl);
+    const kq_kv forced[] = {{"group.id", l->group_id},
+                            {"enable.auto.commit", "false"},
+                            {"enable.auto.offset.store", "false"},
+                            {"partition.assignment.strategy", "roundrobin"},
+                            {NULL, NULL}};
+    rd_kafka_conf_t *conf = kq_conf_new(&l->cl, s, defaults, forced, errbuf, errlen);
+    if (!conf) {
+        kq_lag_free(l);
+        return QUEUE_EINVAL;
+    }
+    rd_kafka_conf_set_error_cb(conf, kq_lag_error_cb);
+    l->cl.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, es, sizeof es);
+    if (!l->cl.rk) {
+        rd_kafka_conf_destroy(conf); /* not owned by rk when rd_kafka_new fails */
+        snprintf(errbuf, errlen, "kafka: creating the backlog reader of group %s: %s", group_id,
+                 es);
+        kq_lag_free(l);
+        return QUEUE_EINVAL;
+    }
+    *out = l;
+    return QUEUE_OK;
+}
+
+/* The producer's backlog reader for the consumer group group_id, made on
+ * first use; the least recently used goes when KQ_LAG_MAX are kept. */
+static int kq_lag_get(kq_producer *p, const char *group, const char *group_id, kq_lag **out,
+                      char *errbuf, size_t errlen)
+{
+    kq_lag *l = NULL;
+    int at = -1;
+    for (int i = 0; i < p->n_lags; i++) {
+        if (!strcmp(p->lags[i]->group_id, group_id)) {
+            l = p->lags[i];
+            at = i;
+            break;
+        }
+    }
+    if (l && atomic_load(&l->cl.fatal)) { /* useless now: make it again */
+        p->lags[at] = p->lags[--p->n_lags];
+        kq_lag_free(l);
+        l = NULL;
+    }
+    if (!l) {
+        int rc = kq_lag_new(&p->s, group, group_id, &l, errbuf, errlen);
+        if (rc)
+            return rc;
+        if (p->n_lags >= KQ_LAG_MAX) {
+            int old = 0;
+            for (int i = 1; i < p->n_lags; i++)
+                if (p->lags[i]->used < p->lags[old]->used)
+                    old = i;
+            kq_lag_free(p->lags[old]);
+            p->lags[old] = p->lags[--p->n_lags];
+        }
+        p->lags = mem_realloc(p->lags, sizeof *p->lags * (size_t)(p->n_lags + 1));
+        p->lags[p->n_lags++] = l;
+    }
+    l->used = kq_now_ms();
+    rd_kafka_poll(l->cl.rk, 0); /* serve its error events: they pile up otherwise */
+    *out = l;
+    return QUEUE_OK;
+}
+
 /* Lag of the consumer group over the topic's partitions: high watermark
  * minus the committed offset (the low watermark where none is committed). */
 static int kq_backlog(void *impl, const char *group, int64_t *backlog, char *errbuf, size_t errlen)
@@ -1014,11 +1157,7 @@ static int kq_backlog(void *impl, const char *group, int64_t *backlog, char *err
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = NULL;
     rd_kafka_topic_partition_list_t *parts = NULL;
-    rd_kafka_AdminOptions_t *opts = NULL;
-    rd_kafka_queue_t *q = NULL;
-    rd_kafka_event_t *ev = NULL;
-    rd_kafka_ListConsumerGroupOffsets_t *req = NULL;
-    char es[512];
+    kq_lag *l = NULL;
     *backlog = 0;
     int rc = kq_topic_name(&p->s, group, &topic, errbuf, errlen);
     if (!rc)
@@ -1042,74 +1181,60 @@ static int kq_backlog(void *impl, const char *group, int64_t *backlog, char *err
         goto done;
     }
     int np = md->topics[0].partition_cnt;
+    if (np == 0)
+        goto done;
     parts = rd_kafka_topic_partition_list_new(np);
     for (int i = 0; i < np; i++)
         rd_kafka_topic_partition_list_add(parts, topic, md->topics[0].partitions[i].id);
 
-    /* The consumer group's id is the topic's name. */
-    opts = rd_kafka_AdminOptions_new(p->cl.rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, KQ_ADMIN_TIMEOUT_MS, es, sizeof es);
-    q = rd_kafka_queue_new(p->cl.rk);
-    req = rd_kafka_ListConsumerGroupOffsets_new(topic, parts);
-    rd_kafka_ListConsumerGroupOffsets(p->cl.rk, &req, 1, opts, q);
-    ev = rd_kafka_queue_poll(q, KQ_ADMIN_TIMEOUT_MS + 2000);
-    if (!ev) {
-        snprintf(errbuf, errlen, "kafka: committed offsets of group %s: no answer", topic);
-        rc = QUEUE_ECONN;
+    /* The consumer group's id is the topic's name. rd_kafka_committed waits
+     * for the group's coordinator (and looks it up again after
+     * NOT_COORDINATOR) up to the timeout. */
+    rc = kq_lag_get(p, group, topic, &l, errbuf, errlen);
+    if (rc)
         goto done;
-    }
-    if ((err = rd_kafka_event_error(ev))) {
-        snprintf(errbuf, errlen, "kafka: committed offsets of group %s: %s", topic,
-                 rd_kafka_event_error_string(ev));
+    err = rd_kafka_committed(l->cl.rk, parts, KQ_ADMIN_TIMEOUT_MS);
+    if (err) {
+        snprintf(errbuf, errlen, "kafka: committed offsets of group %s: %s%s", topic,
+                 rd_kafka_err2str(err),
+                 err == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (group coordinator not reachable)" : "");
         rc = kq_code(err);
         goto done;
     }
-    size_t ng = 0;
-    const rd_kafka_group_result_t **gr = rd_kafka_ListConsumerGroupOffsets_result_groups(
-        rd_kafka_event_ListConsumerGroupOffsets_result(ev), &ng);
-    const rd_kafka_topic_partition_list_t *committed = NULL;
-    if (ng == 1) {
-        const rd_kafka_error_t *gerr = rd_kafka_group_result_error(gr[0]);
-        if (gerr) {
-            snprintf(errbuf, errlen, "kafka: committed offsets of group %s: %s", topic,
-                     rd_kafka_error_string(gerr));
-            rc = kq_code(rd_kafka_error_code(gerr));
+    int64_t sum = 0, deadline = kq_now_ms() + KQ_ADMIN_TIMEOUT_MS;
+    for (int i = 0; i < parts->cnt; i++) {
+        const rd_kafka_topic_partition_t *c = &parts->elems[i];
+        if (c->err) {
+            snprintf(errbuf, errlen, "kafka: committed offset of group %s on %s [%d]: %s", topic,
+                     topic, (int)c->partition, rd_kafka_err2str(c->err));
+            rc = kq_code(c->err);
             goto done;
         }
-        committed = rd_kafka_group_result_partitions(gr[0]);
-    }
-    int64_t sum = 0;
-    for (int i = 0; i < np; i++) {
-        int32_t part = md->topics[0].partitions[i].id;
         int64_t lo = 0, hi = 0;
-        err =
-            rd_kafka_query_watermark_offsets(p->cl.rk, topic, part, &lo, &hi, KQ_ADMIN_TIMEOUT_MS);
+        for (;;) {
+            err = rd_kafka_query_watermark_offsets(p->cl.rk, topic, c->partition, &lo, &hi,
+                                                   KQ_ADMIN_TIMEOUT_MS);
+            /* right after the topic is created its leaders may not be
+             * known everywhere yet: that settles within moments */
+            if ((err != RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION &&
+                 err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+                 err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) ||
+                kq_now_ms() >= deadline)
+                break;
+            usleep(100 * 1000);
+        }
         if (err) {
-            snprintf(errbuf, errlen, "kafka: watermarks of %s [%d]: %s", topic, (int)part,
+            snprintf(errbuf, errlen, "kafka: watermarks of %s [%d]: %s", topic, (int)c->partition,
                      rd_kafka_err2str(err));
             rc = kq_code(err);
             goto done;
         }
-        int64_t at = lo;
-        if (committed) {
-            const rd_kafka_topic_partition_t *c =
-                rd_kafka_topic_partition_list_find(committed, topic, part);
-            if (c && !c->err && c->offset >= 0 && c->offset > lo)
-                at = c->offset;
-        }
+        int64_t at = c->offset >= 0 && c->offset > lo ? c->offset : lo;
         if (hi > at)
             sum += hi - at;
     }
     *backlog = sum;
 done:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    if (req)
-        rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    if (q)
-        rd_kafka_queue_destroy(q);
-    if (opts)
-        rd_kafka_AdminOptions_destroy(opts);
     if (parts)
         rd_kafka_topic_partition_list_destroy(parts);
     if (md)

@@ -27,6 +27,7 @@ struct sched {
     sched_stats stats;
     double connected_at; /* monotonic seconds of the last (re)connect */
     double last_housekeeping;
+    int repushed_once;              /* the startup re-push has been done */
     char *groups[SCHED_MAX_GROUPS]; /* worker groups whose queue is known to exist */
     int ngroups;
     sched_push *pending; /* committed, not yet pushed */
@@ -436,8 +437,15 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     PQclear(r);
     if (!housekeeping)
         return 0;
+    /* A scheduler that just started cannot know whether its predecessor died
+     * between COMMIT and push: its first housekeeping re-pushes what has been
+     * queued for a couple of seconds instead of waiting the whole timeout
+     * (a duplicate is harmless, the claim is fenced). */
+    double timeout = s->conf.queued_timeout_s;
+    if (!s->repushed_once && timeout > 2.0)
+        timeout = 2.0;
     char to[32];
-    snprintf(to, sizeof to, "%.3f", s->conf.queued_timeout_s);
+    snprintf(to, sizeof to, "%.3f", timeout);
     const char *q[2] = {to, lim};
     rc = db_query(s->d, "sched_requeue", "SELECT * FROM dagq.requeue_stale($1, $2)", 2, q, &r, err,
                   errlen);
@@ -449,6 +457,7 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
                  PQgetvalue(r, i, 2), PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
                  PQgetvalue(r, i, 1), PQgetvalue(r, i, 5), s->conf.queued_timeout_s);
     s->stats.repushed += PQntuples(r);
+    s->repushed_once = 1;
     sched_collect(s, r);
     PQclear(r);
     return 0;

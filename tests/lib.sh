@@ -101,7 +101,7 @@ redis_start() {
 
 # The pid lives in a file, so a server restarted inside a test's subshell is
 # still the one stopped at the end.
-redis_pid() { cat "$REDIS_DIR/pid" 2>/dev/null; }
+redis_pid() { [ -n "${REDIS_DIR:-}" ] && cat "$REDIS_DIR/pid" 2>/dev/null; }
 
 redis_stop() {
     local pid
@@ -111,7 +111,7 @@ redis_stop() {
     local i
     for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$pid" 2>/dev/null
-    rm -f "$REDIS_DIR/pid"
+    rm -f "${REDIS_DIR:-/nonexistent}/pid"
 }
 
 # Kills Redis hard and starts it again on the same port and data (AOF).
