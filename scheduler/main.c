@@ -52,7 +52,7 @@ static const config_option options[] = {
      86400},
     {"poll-interval-ms", CONFIG_INT, "1000", "fallback poll interval when no notification arrives",
      &opt_poll_interval_ms, 10, 60000},
-    {"batch", CONFIG_INT, "1000", "most tries queued in one pass", &opt_batch, 1, 100000},
+    {"batch", CONFIG_INT, "256", "most tries queued in one pass", &opt_batch, 1, 100000},
     {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
     {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
     {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "Kafka topic prefix (topic = prefix + group)",

@@ -253,8 +253,10 @@ out:
     return rc;
 }
 
-static int sched_start_runs(sched *s, char *err, size_t errlen)
+/* Returns DB_OK and sets *started to the number of runs started. */
+static int sched_start_runs(sched *s, int *started, char *err, size_t errlen)
 {
+    *started = 0;
     PGresult *r;
     int rc = db_query(
         s->d, "sched_startable_runs",
@@ -280,6 +282,7 @@ static int sched_start_runs(sched *s, char *err, size_t errlen)
         if (n < 0)
             continue;
         s->stats.runs_started++;
+        (*started)++;
         log_info("run started", "dag=%s run=%s tasks=%lld", PQgetvalue(r, i, 1), p[0], n);
         rc = sched_render_run(s, p[0], err, errlen);
     }
@@ -513,12 +516,21 @@ int sched_pass(sched *s)
             (rc = sched_zombies(s, err, sizeof err)))
             goto fail;
     }
-    if ((rc = sched_start_runs(s, err, sizeof err)))
+    int started = 0;
+    if ((rc = sched_start_runs(s, &started, err, sizeof err)))
         goto fail;
+    if (started) {
+        /* commit new runs' task instances at once and queue them in the next
+         * pass: the first tries start sooner than after one long transaction */
+        full = 1;
+        housekeeping = 0;
+        goto commit;
+    }
     if ((rc = sched_queue(s, housekeeping, &full, err, sizeof err)))
         goto fail;
     if ((rc = sched_finish_runs(s, err, sizeof err)))
         goto fail;
+commit:
     if ((rc = db_exec(s->d, "COMMIT", err, sizeof err)))
         goto fail;
     if (housekeeping)

@@ -200,16 +200,28 @@ LANGUAGE plpgsql AS $$
 DECLARE
     moved int;
 BEGIN
-    LOOP
-        UPDATE dagq.task_instance t
-           SET state = v.verdict, ended_at = clock_timestamp(),
-               note = 'by trigger rule ' || t.trigger_rule
-          FROM dagq.ti_verdict v
-         WHERE t.ti_id = v.ti_id AND v.verdict IN ('upstream_failed', 'skipped')
-           AND t.state = 'scheduled';
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        EXIT WHEN moved = 0;
-    END LOOP;
+    -- upstream_failed and skipped verdicts need a failed, upstream_failed or
+    -- skipped upstream, or a waiting all_failed / one_failed task (those skip
+    -- when their upstreams succeed): without either in any running run, skip
+    -- that step (one evaluation of the verdicts per pass instead of two)
+    IF EXISTS (SELECT 1 FROM dagq.dag_run r
+                 JOIN dagq.task_instance x ON x.run_id = r.run_id
+                WHERE r.state = 'running'
+                  AND x.state IN ('failed', 'upstream_failed', 'skipped'))
+       OR EXISTS (SELECT 1 FROM dagq.task_instance x
+                   WHERE x.state = 'scheduled'
+                     AND x.trigger_rule IN ('all_failed', 'one_failed')) THEN
+        LOOP
+            UPDATE dagq.task_instance t
+               SET state = v.verdict, ended_at = clock_timestamp(),
+                   note = 'by trigger rule ' || t.trigger_rule
+              FROM dagq.ti_verdict v
+             WHERE t.ti_id = v.ti_id AND v.verdict IN ('upstream_failed', 'skipped')
+               AND t.state = 'scheduled';
+            GET DIAGNOSTICS moved = ROW_COUNT;
+            EXIT WHEN moved = 0;
+        END LOOP;
+    END IF;
 
     RETURN QUERY
     WITH ready AS (
