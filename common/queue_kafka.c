@@ -129,8 +129,8 @@ extern char **environ;
 #define KQ_DEAD_LETTER_TIMEOUT_MS 10000
 #define KQ_CLOSE_FLUSH_MS 3000
 #define KQ_POLL_SLICE_MS 200
-#define KQ_STASH_HIGH 64 /* poll(max == 0) pauses the partitions at this many stashed */
-#define KQ_STASH_LOW 16  /* and poll(max >= 1) resumes them below this many */
+#define KQ_STASH_HIGH 1024 /* poll(max == 0) pauses the partitions at this many stashed */
+#define KQ_STASH_LOW 512   /* and poll(max >= 1) resumes them below this many */
 #define KQ_HEADER_REASON "dagq-reason"
 #define KQ_HEADER_SOURCE "dagq-source"
 #define KQ_LAG_MAX 64 /* backlog readers kept per producer */

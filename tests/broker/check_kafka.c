@@ -464,6 +464,8 @@ static int sole_member(rd_kafka_t *rk, const char *gid, int partitions, member *
     return 1;
 }
 
+#define PAUSE_TOTAL 1300 /* past the stash at which partitions are paused */
+
 static int check_pause(void)
 {
     char g[128], gid[160], err[512];
@@ -477,7 +479,7 @@ static int check_pause(void)
     queue_consumer *c = NULL;
     rd_kafka_t *rk = raw_new(RD_KAFKA_PRODUCER, NULL);
     tally t;
-    tally_init(&t, "pause", 120);
+    tally_init(&t, "pause", PAUSE_TOTAL);
     queue_msg *held[2] = {NULL, NULL};
     queue_msg *msgs[64];
     member before, after;
@@ -505,8 +507,9 @@ static int check_pause(void)
         int rc = queue_consumer_poll(c, 0, 500, msgs, &n, err, sizeof err);
         FAILIF(rc || n != 0, "poll(max=0): rc=%d n=%d %s", rc, n, err);
         if (!pushed && now_ms() > deadline - 6000) {
-            /* more than the consumer stashes before it pauses its partitions */
-            FAILIF(push_n(q, g, "pause", 20, 100, err, sizeof err), "push: %s", err);
+            /* more than the consumer stashes before it pauses its partitions
+             * (KQ_STASH_HIGH, 1024, in queue_kafka.c) */
+            FAILIF(push_n(q, g, "pause", 20, PAUSE_TOTAL - 20, err, sizeof err), "push: %s", err);
             pushed = true;
         }
     }
@@ -520,11 +523,13 @@ static int check_pause(void)
         queue_msg_free(held[i]);
         held[i] = NULL;
     }
-    drain(c, &t, 8, 20000, 120);
-    FAILIF(t.distinct != 120, "after resuming got %d of 120 messages", t.distinct);
+    drain(c, &t, 64, 30000, PAUSE_TOTAL);
+    FAILIF(t.distinct != PAUSE_TOTAL, "after resuming got %d of %d messages", t.distinct,
+           PAUSE_TOTAL);
     drain(c, &t, 8, 1500, 0);
     FAILIF(t.dups || t.foreign, "%d duplicates, %d foreign", t.dups, t.foreign);
-    note("busy 9 s > max.poll.interval.ms 6 s, member %.40s kept, 120/120 once", after.consumer_id);
+    note("busy 9 s > max.poll.interval.ms 6 s, member %.40s kept, %d/%d once", after.consumer_id,
+         PAUSE_TOTAL, PAUSE_TOTAL);
     ok = 1;
 fail:
     for (int i = 0; i < 2; i++)
