@@ -145,15 +145,22 @@ session_pids() {
             }
         }'
 }
+# CPU ticks from /proc/PID/stat. Airflow retitles its processes ("airflow
+# task supervisor: ..."), and the comm field in parentheses then holds
+# spaces: parse after the last ")" (fields 14-17 become 12-15 there).
+stat_ticks() { # pid, with_children
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null |
+        awk -v c="$2" '{ print $12 + $13 + (c ? $14 + $15 : 0) }'
+}
 # every live process of the tree: own + reaped children's CPU
 session_ticks() {
     local p t=0 v
     for p in $(session_pids); do
-        v=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$p/stat" 2>/dev/null) && t=$((t + v))
+        v=$(stat_ticks "$p" 1) && [ -n "$v" ] && t=$((t + v))
     done
     echo "$t"
 }
-sched_ticks() { awk '{ print $14 + $15 }' "/proc/$SCHED/stat"; }
+sched_ticks() { stat_ticks "$SCHED" 0; }
 
 # rss_sampler FILE: the largest VmHWM of any non-scheduler process, until killed
 rss_sampler() {
