@@ -319,6 +319,7 @@ static int sched_zombies(sched *s, char *err, size_t errlen)
         if (rc == 0) {
             if (!PQgetisnull(a, 0, 0)) {
                 s->stats.zombies++;
+                metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 11), PQgetvalue(a, 0, 0));
                 log_warn("zombie try taken away",
                          "dag=%s run=%s task=%s ti=%s try=%d worker=%s "
                          "silent_s=%.0f new_state=%s",
@@ -424,8 +425,18 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     snprintf(lim, sizeof lim, "%d", s->conf.batch);
     const char *p[1] = {lim};
     PGresult *r;
-    int rc = db_query(s->d, "sched_queue_ready", "SELECT * FROM dagq.queue_ready($1)", 1, p, &r,
-                      err, errlen);
+    /* first what trigger rules decide without running (upstream_failed,
+     * skipped), counted by group and state */
+    int rc = db_query(s->d, "sched_settle", "SELECT * FROM dagq.settle_trigger_rules()", 0, NULL,
+                      &r, err, errlen);
+    if (rc)
+        return rc;
+    for (int i = 0; i < PQntuples(r); i++)
+        for (long long k = sched_ll(r, i, 2); k > 0; k--)
+            metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    PQclear(r);
+    rc = db_query(s->d, "sched_queue_ready", "SELECT * FROM dagq.queue_ready($1)", 1, p, &r, err,
+                  errlen);
     if (rc)
         return rc;
     *full = PQntuples(r) >= s->conf.batch;

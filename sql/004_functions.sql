@@ -184,17 +184,12 @@ SELECT ti_id,
        END AS verdict
   FROM up;
 
--- One scheduling step: settles task instances that trigger rules decide
--- without running (upstream_failed, skipped; repeated until nothing more
--- moves, so a failure propagates down a chain in one call), then queues the
--- ready ones and the retries that are due: state -> 'queued', try_number + 1,
--- by priority (higher first), oldest run first, never more per DAG than its
--- max_active_tasks counting what is already queued or running, at most
--- p_limit in all. Returns what was queued, for the caller to push after
--- COMMIT.
-CREATE FUNCTION dagq.queue_ready(p_limit int)
-RETURNS TABLE (ti_id bigint, try_number int, dag_id text, task_id text, run_id bigint,
-               worker_group text, queued_at_us bigint)
+-- Settles task instances that trigger rules decide without running:
+-- upstream_failed and skipped, repeated until nothing more moves, so a
+-- failure propagates down a chain in one call. Returns how many moved, by
+-- worker group and new state (a group and state may appear more than once).
+CREATE FUNCTION dagq.settle_trigger_rules()
+RETURNS TABLE (worker_group text, state text, n bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -202,27 +197,47 @@ DECLARE
 BEGIN
     -- upstream_failed and skipped verdicts need a failed, upstream_failed or
     -- skipped upstream, or a waiting all_failed / one_failed task (those skip
-    -- when their upstreams succeed): without either in any running run, skip
-    -- that step (one evaluation of the verdicts per pass instead of two)
-    IF EXISTS (SELECT 1 FROM dagq.dag_run r
-                 JOIN dagq.task_instance x ON x.run_id = r.run_id
-                WHERE r.state = 'running'
-                  AND x.state IN ('failed', 'upstream_failed', 'skipped'))
-       OR EXISTS (SELECT 1 FROM dagq.task_instance x
-                   WHERE x.state = 'scheduled'
-                     AND x.trigger_rule IN ('all_failed', 'one_failed')) THEN
-        LOOP
+    -- when their upstreams succeed): without either in any running run,
+    -- there is nothing to evaluate
+    IF NOT EXISTS (SELECT 1 FROM dagq.dag_run r
+                     JOIN dagq.task_instance x ON x.run_id = r.run_id
+                    WHERE r.state = 'running'
+                      AND x.state IN ('failed', 'upstream_failed', 'skipped'))
+       AND NOT EXISTS (SELECT 1 FROM dagq.task_instance x
+                        WHERE x.state = 'scheduled'
+                          AND x.trigger_rule IN ('all_failed', 'one_failed')) THEN
+        RETURN;
+    END IF;
+    LOOP
+        RETURN QUERY
+        WITH u AS (
             UPDATE dagq.task_instance t
                SET state = v.verdict, ended_at = clock_timestamp(),
                    note = 'by trigger rule ' || t.trigger_rule
               FROM dagq.ti_verdict v
              WHERE t.ti_id = v.ti_id AND v.verdict IN ('upstream_failed', 'skipped')
-               AND t.state = 'scheduled';
-            GET DIAGNOSTICS moved = ROW_COUNT;
-            EXIT WHEN moved = 0;
-        END LOOP;
-    END IF;
+               AND t.state = 'scheduled'
+            RETURNING t.worker_group, t.state
+        )
+        SELECT u.worker_group, u.state, count(*) FROM u GROUP BY 1, 2;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        EXIT WHEN moved = 0;
+    END LOOP;
+END;
+$$;
 
+-- One scheduling step, after dagq.settle_trigger_rules(): queues the ready
+-- task instances and the retries that are due: state -> 'queued',
+-- try_number + 1, by priority (higher first), oldest run first, never more
+-- per DAG than its max_active_tasks counting what is already queued or
+-- running, at most p_limit in all. Returns what was queued, for the caller
+-- to push after COMMIT.
+CREATE FUNCTION dagq.queue_ready(p_limit int)
+RETURNS TABLE (ti_id bigint, try_number int, dag_id text, task_id text, run_id bigint,
+               worker_group text, queued_at_us bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
     RETURN QUERY
     WITH ready AS (
         SELECT ti.ti_id, ti.dag_id, ti.priority, r.logical_date
@@ -292,12 +307,12 @@ CREATE FUNCTION dagq.find_zombies(p_threshold_s double precision, p_limit int)
 RETURNS TABLE (ti_id bigint, try_number int, max_tries int, dag_id text, task_id text,
                run_id bigint, worker_id text, retry_delay_s double precision,
                retry_exponential_backoff boolean, max_retry_delay_s double precision,
-               silent_s double precision)
+               silent_s double precision, worker_group text)
 LANGUAGE sql STABLE AS $$
     SELECT t.ti_id, t.try_number, t.max_tries, t.dag_id, t.task_id, t.run_id, t.worker_id,
            extract(epoch FROM t.retry_delay)::float8, t.retry_exponential_backoff,
            extract(epoch FROM t.max_retry_delay)::float8,
-           extract(epoch FROM clock_timestamp() - t.heartbeat_at)::float8
+           extract(epoch FROM clock_timestamp() - t.heartbeat_at)::float8, t.worker_group
       FROM dagq.task_instance t
      WHERE t.state = 'running'
        AND t.heartbeat_at < clock_timestamp() - make_interval(secs => p_threshold_s)

@@ -327,3 +327,32 @@ case_compose_services_run_as_plain_processes() {
     assert_contains "$("$T_BIN/dagq" logs "$run" load)" "loaded by" "a task's output"
     assert_contains "$(cat "$T_CASE/scheduler-1.log")" "name=scheduler-1" "scheduler name from the compose env"
 }
+
+case_trigger_rule_and_zombie_verdicts_are_counted() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id) VALUES ('verdicts');
+INSERT INTO dagq.task (dag_id, task_id, command, trigger_rule, retries, retry_delay) VALUES
+  ('verdicts', 'bad', 'exit 1', 'all_success', 0, '0'),
+  ('verdicts', 'after_bad', 'true', 'all_success', 0, '0'),
+  ('verdicts', 'after_after', 'true', 'all_success', 0, '0'),
+  ('verdicts', 'on_failure_only', 'true', 'one_failed', 0, '0'),
+  ('verdicts', 'ok', 'true', 'all_success', 0, '0'),
+  ('verdicts', 'hang', 'sleep 30', 'all_success', 1, '0');
+INSERT INTO dagq.task_dependency VALUES
+  ('verdicts', 'after_bad', 'bad'), ('verdicts', 'after_after', 'after_bad'),
+  ('verdicts', 'on_failure_only', 'ok');
+SQL
+    local sp
+    sp=$(t_free_port)
+    start_scheduler sched --http-port "$sp" --heartbeat-timeout 3
+    start_worker w1 --slots 4
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('verdicts')")
+    wait_until 30 "SELECT state FROM dagq.task_instance WHERE run_id = $run AND task_id = 'hang'" running
+    kill9 w1 # 'hang' becomes a zombie, then a retry
+    wait_metric 30 "$sp" 'dagq_task_instances_total{group="default",state="upstream_failed"}' 2
+    wait_metric 30 "$sp" 'dagq_task_instances_total{group="default",state="skipped"}' 1
+    wait_metric 30 "$sp" 'dagq_task_instances_total{group="default",state="up_for_retry"}' 1
+    assert_eq upstream_failed "$(ti_state "$run" after_after)" "propagated"
+    assert_eq skipped "$(ti_state "$run" on_failure_only)" "one_failed skipped"
+}
