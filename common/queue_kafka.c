@@ -878,12 +878,20 @@ static int kq_producer_ready(kq_producer *p, char *errbuf, size_t errlen)
     return QUEUE_OK;
 }
 
-static int kq_producer_ensure(kq_producer *p, const char *topic, const char *label, char *errbuf,
-                              size_t errlen)
+/* Whether this producer already created (or found) topic. */
+static int kq_producer_ensured(const kq_producer *p, const char *topic)
 {
     for (int i = 0; i < p->n_ensured; i++)
         if (!strcmp(p->ensured[i], topic))
-            return QUEUE_OK;
+            return 1;
+    return 0;
+}
+
+static int kq_producer_ensure(kq_producer *p, const char *topic, const char *label, char *errbuf,
+                              size_t errlen)
+{
+    if (kq_producer_ensured(p, topic))
+        return QUEUE_OK;
     int rc =
         kq_topic_create(p->cl.rk, label, topic, p->s.partitions, p->s.replication, errbuf, errlen);
     if (rc)
@@ -998,9 +1006,8 @@ static int kq_ensure_group(void *impl, const char *group, char *errbuf, size_t e
 static int kq_push_ensure(kq_producer *p, const char *topic, const char *group, char *errbuf,
                           size_t errlen)
 {
-    for (int i = 0; i < p->n_ensured; i++)
-        if (!strcmp(p->ensured[i], topic))
-            return QUEUE_OK;
+    if (kq_producer_ensured(p, topic))
+        return QUEUE_OK;
     if (kq_now_ms() < p->ensure_retry_at) {
         snprintf(errbuf, errlen, "%s", p->ensure_err);
         return QUEUE_ECONN;
@@ -1286,27 +1293,27 @@ static void kc_partitions_str(const rd_kafka_topic_partition_list_t *l, char *bu
  * of l it has paused; the others are left alone. */
 static void kc_pause_list(kq_consumer *c, const rd_kafka_topic_partition_list_t *l, bool pause)
 {
-    rd_kafka_topic_partition_list_t *todo = rd_kafka_topic_partition_list_new(l->cnt + 1);
+    rd_kafka_topic_partition_list_t *change = rd_kafka_topic_partition_list_new(l->cnt + 1);
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < l->cnt; i++) {
         kq_part *p = kc_part(c, l->elems[i].partition, true);
         if (p->paused != pause) {
             p->paused = pause;
-            rd_kafka_topic_partition_list_add(todo, c->topic, p->partition);
+            rd_kafka_topic_partition_list_add(change, c->topic, p->partition);
         }
     }
     pthread_mutex_unlock(&c->mu);
-    if (todo->cnt > 0) {
-        rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->cl.rk, todo)
-                                        : rd_kafka_resume_partitions(c->cl.rk, todo);
+    if (change->cnt > 0) {
+        rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(c->cl.rk, change)
+                                        : rd_kafka_resume_partitions(c->cl.rk, change);
         if (err)
             log_warn(pause ? "kafka pause failed" : "kafka resume failed", "group=%s err=%s",
                      c->group, rd_kafka_err2str(err));
         else
             log_debug(pause ? "kafka partitions paused" : "kafka partitions resumed",
-                      "group=%s partitions=%d", c->group, todo->cnt);
+                      "group=%s partitions=%d", c->group, change->cnt);
     }
-    rd_kafka_topic_partition_list_destroy(todo);
+    rd_kafka_topic_partition_list_destroy(change);
 }
 
 /* Pauses every assigned partition, or resumes every one this consumer paused. */

@@ -2,6 +2,7 @@
  * their worker group's queue. See sched.h for a pass, DESIGN.md for the why. */
 #include "backoff.h"
 #include "config.h"
+#include "daemon.h"
 #include "db.h"
 #include "http.h"
 #include "log.h"
@@ -31,19 +32,11 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
-static char *opt_database_url, *opt_broker_url, *opt_log_level, *opt_redis_prefix,
-    *opt_kafka_topic_prefix, *opt_name;
-static long long opt_heartbeat_timeout, opt_queued_timeout, opt_poll_interval_ms, opt_batch,
-    opt_kafka_partitions, opt_kafka_replication, opt_http_port, opt_health_timeout;
-static config_list opt_kafka_conf;
+static daemon_opts dopt;
+static char *opt_name;
+static long long opt_heartbeat_timeout, opt_queued_timeout, opt_poll_interval_ms, opt_batch;
 
 static const config_option options[] = {
-    {"database-url", CONFIG_STRING, NULL,
-     "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",
-     &opt_database_url},
-    {"broker-url", CONFIG_STRING, "redis://127.0.0.1:6379/0",
-     "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",
-     &opt_broker_url},
     {"heartbeat-timeout", CONFIG_INT, "30",
      "seconds without a worker heartbeat after which a running try is retried or failed",
      &opt_heartbeat_timeout, 1, 86400},
@@ -54,23 +47,7 @@ static const config_option options[] = {
      &opt_poll_interval_ms, 10, 60000},
     {"batch", CONFIG_INT, "256", "most tries queued in one pass", &opt_batch, 1, 100000},
     {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
-    {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
-    {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "Kafka topic prefix (topic = prefix + group)",
-     &opt_kafka_topic_prefix},
-    {"kafka-partitions", CONFIG_INT, "6", "partitions of the Kafka topics the scheduler creates",
-     &opt_kafka_partitions, 1, 10000},
-    {"kafka-replication", CONFIG_INT, "1", "replication factor of created Kafka topics",
-     &opt_kafka_replication, 1, 100},
-    {"kafka-conf", CONFIG_LIST, NULL,
-     "librdkafka property KEY=VALUE passed through (repeatable; env: comma-separated, or "
-     "DAGQ_KAFKA_<PROPERTY>)",
-     &opt_kafka_conf},
-    {"http-port", CONFIG_INT, NULL, "serve /healthz and /metrics on this port (off when unset)",
-     &opt_http_port, 0, 65535},
-    {"health-timeout", CONFIG_INT, "30",
-     "seconds without the database or the broker after which /healthz fails", &opt_health_timeout,
-     1, 86400},
-    {"log-level", CONFIG_STRING, "info", "debug, info, warn or error", &opt_log_level},
+    DAEMON_OPTIONS(&dopt),
     {NULL}};
 
 static void usage(FILE *out)
@@ -111,13 +88,13 @@ int main(int argc, char **argv)
 {
     char err[1024];
     log_init("dagq-scheduler");
-    int rc = config_load_daemon(options, argc, argv, &opt_log_level, err, sizeof err);
+    int rc = config_load_daemon(options, argc, argv, &dopt.log_level, err, sizeof err);
     if (rc == CONFIG_HELP) {
         usage(stdout);
         config_free(options);
         return 0;
     }
-    if (rc == CONFIG_OK && queue_url_check(opt_broker_url, err, sizeof err) != QUEUE_OK)
+    if (rc == CONFIG_OK && queue_url_check(dopt.broker_url, err, sizeof err) != QUEUE_OK)
         rc = CONFIG_ERR;
     if (rc != CONFIG_OK) {
         fprintf(stderr, "dagq-scheduler: %s\n", err);
@@ -139,16 +116,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    queue_conf qc = {
-        .broker_url = opt_broker_url,
-        .client_name = name,
-        .redis_prefix = opt_redis_prefix,
-        .kafka_topic_prefix = opt_kafka_topic_prefix,
-        .kafka_partitions = (int)opt_kafka_partitions,
-        .kafka_replication = (int)opt_kafka_replication,
-        .kafka_props = opt_kafka_conf.items,
-        .n_kafka_props = opt_kafka_conf.n,
-    };
+    queue_conf qc = daemon_queue_conf(&dopt, name);
     sched_conf sc = {
         .heartbeat_timeout_s = (double)opt_heartbeat_timeout,
         .queued_timeout_s = (double)opt_queued_timeout,
@@ -158,24 +126,24 @@ int main(int argc, char **argv)
     log_info("scheduler starting",
              "name=%s broker=%s heartbeat_timeout_s=%lld "
              "queued_timeout_s=%lld",
-             name, opt_broker_url, opt_heartbeat_timeout, opt_queued_timeout);
+             name, dopt.broker_url, opt_heartbeat_timeout, opt_queued_timeout);
 
     /* operator endpoints (off without --http-port); metrics hooks accept NULL */
     metrics *m = NULL;
     http_server *hs = NULL;
-    if (opt_http_port) {
+    if (dopt.http_port) {
         m = metrics_new("dagq-scheduler");
-        if (http_start((int)opt_http_port, m, (double)opt_health_timeout, &hs, err, sizeof err)) {
+        if (http_start((int)dopt.http_port, m, (double)dopt.health_timeout, &hs, err, sizeof err)) {
             fprintf(stderr, "dagq-scheduler: %s\n", err);
             metrics_free(m);
             config_free(options);
-            config_list_free(&opt_kafka_conf);
+            config_list_free(&dopt.kafka_conf);
             return 1;
         }
     }
     sc.metrics = m;
 
-    db *d = db_new(opt_database_url, "dagq-scheduler");
+    db *d = db_new(dopt.database_url, "dagq-scheduler");
     queue *q = NULL;
     sched *s = NULL;
     int db_was_down = 1, q_attempt = 0;
@@ -207,7 +175,7 @@ int main(int argc, char **argv)
                 metrics_server_up(m, METRICS_BROKER, 0);
                 int ms = backoff_reconnect_ms(q_attempt++);
                 log_warn("broker unreachable, retrying", "broker=%s retry_in_ms=%d error=\"%s\"",
-                         opt_broker_url, ms, err);
+                         dopt.broker_url, ms, err);
                 if (rc == QUEUE_EINVAL) {
                     log_error("broker configuration rejected", "error=\"%s\"", err);
                     break;
@@ -248,6 +216,6 @@ int main(int argc, char **argv)
     queue_free(q);
     db_free(d);
     config_free(options);
-    config_list_free(&opt_kafka_conf);
+    config_list_free(&dopt.kafka_conf);
     return 0;
 }

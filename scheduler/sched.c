@@ -441,12 +441,12 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
         return rc;
     *full = PQntuples(r) >= s->conf.batch;
     s->stats.queued += PQntuples(r);
-    for (int i = 0; i < PQntuples(r); i++)
+    for (int i = 0; i < PQntuples(r); i++) {
         metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 5), "queued");
-    for (int i = 0; i < PQntuples(r); i++)
         log_debug("queued", "dag=%s run=%s task=%s ti=%s try=%s group=%s", PQgetvalue(r, i, 2),
                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 5));
+    }
     sched_collect(s, r);
     PQclear(r);
     if (!housekeeping)

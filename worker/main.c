@@ -9,6 +9,7 @@
 #include "backoff.h"
 #include "child.h"
 #include "config.h"
+#include "daemon.h"
 #include "db.h"
 #include "http.h"
 #include "intake.h"
@@ -57,19 +58,12 @@ static void on_child(int sig)
     errno = saved;
 }
 
-static char *opt_database_url, *opt_broker_url, *opt_log_level, *opt_redis_prefix,
-    *opt_kafka_topic_prefix, *opt_name;
-static long long opt_slots, opt_heartbeat_interval, opt_drain_timeout, opt_kafka_partitions,
-    opt_kafka_replication, opt_http_port, opt_health_timeout, opt_reclaim_idle;
-static config_list opt_groups, opt_kafka_conf;
+static daemon_opts dopt;
+static char *opt_name;
+static long long opt_slots, opt_heartbeat_interval, opt_drain_timeout, opt_reclaim_idle;
+static config_list opt_groups;
 
 static const config_option options[] = {
-    {"database-url", CONFIG_STRING, NULL,
-     "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",
-     &opt_database_url},
-    {"broker-url", CONFIG_STRING, "redis://127.0.0.1:6379/0",
-     "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",
-     &opt_broker_url},
     {"group", CONFIG_LIST, "default", "worker group to consume (repeatable)", &opt_groups},
     {"slots", CONFIG_INT, NULL, "tasks run in parallel (default: the number of CPUs)", &opt_slots,
      1, 4096},
@@ -79,26 +73,10 @@ static const config_option options[] = {
     {"drain-timeout", CONFIG_INT, "60",
      "on SIGTERM, seconds to let running tasks finish before giving them back as retries",
      &opt_drain_timeout, 0, 86400},
-    {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &opt_redis_prefix},
     {"reclaim-idle-ms", CONFIG_INT, "30000",
      "Redis: reclaim messages a dead consumer left unacknowledged this long", &opt_reclaim_idle,
      100, 86400000},
-    {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "Kafka topic prefix (topic = prefix + group)",
-     &opt_kafka_topic_prefix},
-    {"kafka-partitions", CONFIG_INT, "6", "partitions of Kafka topics created when missing",
-     &opt_kafka_partitions, 1, 10000},
-    {"kafka-replication", CONFIG_INT, "1", "replication factor of created Kafka topics",
-     &opt_kafka_replication, 1, 100},
-    {"kafka-conf", CONFIG_LIST, NULL,
-     "librdkafka property KEY=VALUE passed through (repeatable; env: comma-separated, or "
-     "DAGQ_KAFKA_<PROPERTY>)",
-     &opt_kafka_conf},
-    {"http-port", CONFIG_INT, NULL, "serve /healthz and /metrics on this port (off when unset)",
-     &opt_http_port, 0, 65535},
-    {"health-timeout", CONFIG_INT, "30",
-     "seconds without the database or the broker after which /healthz fails", &opt_health_timeout,
-     1, 86400},
-    {"log-level", CONFIG_STRING, "info", "debug, info, warn or error", &opt_log_level},
+    DAEMON_OPTIONS(&dopt),
     {NULL}};
 
 /* A try this worker runs. */
@@ -547,13 +525,13 @@ int main(int argc, char **argv)
 {
     char err[1024];
     log_init("dagq-worker");
-    int rc = config_load_daemon(options, argc, argv, &opt_log_level, err, sizeof err);
+    int rc = config_load_daemon(options, argc, argv, &dopt.log_level, err, sizeof err);
     if (rc == CONFIG_HELP) {
         usage(stdout);
         config_free(options);
         return 0;
     }
-    if (rc == CONFIG_OK && queue_url_check(opt_broker_url, err, sizeof err) != QUEUE_OK)
+    if (rc == CONFIG_OK && queue_url_check(dopt.broker_url, err, sizeof err) != QUEUE_OK)
         rc = CONFIG_ERR;
     for (int i = 0; rc == CONFIG_OK && i < opt_groups.n; i++) {
         const char *g = opt_groups.items[i];
@@ -605,23 +583,15 @@ int main(int argc, char **argv)
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    queue_conf qc = {
-        .broker_url = opt_broker_url,
-        .client_name = w.name,
-        .redis_prefix = opt_redis_prefix,
-        .kafka_topic_prefix = opt_kafka_topic_prefix,
-        .kafka_partitions = (int)opt_kafka_partitions,
-        .kafka_replication = (int)opt_kafka_replication,
-        .kafka_props = opt_kafka_conf.items,
-        .n_kafka_props = opt_kafka_conf.n,
-        .reclaim_idle_ms = (int)opt_reclaim_idle,
-    };
+    queue_conf qc = daemon_queue_conf(&dopt, w.name);
+    qc.reclaim_idle_ms = (int)opt_reclaim_idle;
     log_info("worker starting", "worker=%s slots=%d groups=%d broker=%s", w.name, w.slots,
-             w.ngroups, opt_broker_url);
+             w.ngroups, dopt.broker_url);
     http_server *hs = NULL;
-    if (opt_http_port) {
+    if (dopt.http_port) {
         w.m = metrics_new("dagq-worker");
-        if (http_start((int)opt_http_port, w.m, (double)opt_health_timeout, &hs, err, sizeof err)) {
+        if (http_start((int)dopt.http_port, w.m, (double)dopt.health_timeout, &hs, err,
+                       sizeof err)) {
             fprintf(stderr, "dagq-worker: %s\n", err);
             metrics_free(w.m);
             config_free(options);
@@ -629,7 +599,7 @@ int main(int argc, char **argv)
         }
         metrics_worker_slots(w.m, 0, w.slots);
     }
-    w.d = db_new(opt_database_url, "dagq-worker");
+    w.d = db_new(dopt.database_url, "dagq-worker");
     worker_db_ok(&w);
     w.in =
         intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1, w.m);

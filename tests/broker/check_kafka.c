@@ -34,7 +34,7 @@
 
 static const char *url;
 static char uniq[64];
-static int n_passed, n_failed, n_skipped;
+static int n_passed, n_failed;
 
 /* ---- harness ---- */
 
@@ -65,17 +65,11 @@ static void run(const char *name, int (*fn)(void))
     int t0 = (int)time(NULL);
     int rc = fn();
     int secs = (int)time(NULL) - t0;
-    if (rc > 0)
+    if (rc)
         n_passed++;
-    else if (rc == 0)
-        n_failed++;
     else
-        n_skipped++;
-    printf("%s %s (%d s)%s%s\n",
-           rc > 0    ? "ok  "
-           : rc == 0 ? "FAIL"
-                     : "skip",
-           name, secs, why[0] ? ": " : "", why);
+        n_failed++;
+    printf("%s %s (%d s)%s%s\n", rc ? "ok  " : "FAIL", name, secs, why[0] ? ": " : "", why);
     fflush(stdout);
 }
 
@@ -862,10 +856,6 @@ static void sync_say(const char *dir, const char *name)
 static int check_broker_restart(void)
 {
     const char *dir = getenv("DAGQ_CHECK_KAFKA_SYNC_DIR");
-    if (!dir || !*dir) {
-        note("needs DAGQ_CHECK_KAFKA_SYNC_DIR (tests/kafka_restart_check.sh)");
-        return -1;
-    }
     char g[128], err[512];
     group_name(g, sizeof g, "restart");
     queue_conf conf = conf_base();
@@ -949,12 +939,13 @@ int main(void)
     run("dead_letter", check_dead_letter);
     run("pause_past_max_poll_interval", check_pause);
     run("join_busy_group", check_join);
-    run("broker_restart", check_broker_restart);
+    /* needs a runner that kills and restarts the broker on cue:
+     * tests/kafka_restart_check.sh, which make test runs */
+    const char *sync = getenv("DAGQ_CHECK_KAFKA_SYNC_DIR");
+    if (sync && *sync)
+        run("broker_restart", check_broker_restart);
 
     rd_kafka_wait_destroyed(10000);
-    if (n_skipped)
-        printf("%d passed, %d failed, %d skipped\n", n_passed, n_failed, n_skipped);
-    else
-        printf("%d passed, %d failed\n", n_passed, n_failed);
+    printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed ? 1 : 0;
 }

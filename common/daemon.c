@@ -1,0 +1,16 @@
+#include "daemon.h"
+
+queue_conf daemon_queue_conf(const daemon_opts *o, const char *client_name)
+{
+    queue_conf qc = {
+        .broker_url = o->broker_url,
+        .client_name = client_name,
+        .redis_prefix = o->redis_prefix,
+        .kafka_topic_prefix = o->kafka_topic_prefix,
+        .kafka_partitions = (int)o->kafka_partitions,
+        .kafka_replication = (int)o->kafka_replication,
+        .kafka_props = o->kafka_conf.items,
+        .n_kafka_props = o->kafka_conf.n,
+    };
+    return qc;
+}

@@ -1,0 +1,48 @@
+/* daemon — what dagq-scheduler and dagq-worker share in their configuration:
+ * the metastore, the broker, the HTTP endpoints and the log level. Each
+ * program splices DAEMON_OPTIONS(&its daemon_opts) into its own option
+ * table (config.h) and builds its queue_conf with daemon_queue_conf. */
+#ifndef DAGQ_DAEMON_H
+#define DAGQ_DAEMON_H
+
+#include "config.h"
+#include "queue.h"
+
+typedef struct daemon_opts {
+    char *database_url, *broker_url, *log_level, *redis_prefix, *kafka_topic_prefix;
+    long long kafka_partitions, kafka_replication, http_port, health_timeout;
+    config_list kafka_conf;
+} daemon_opts;
+
+/* The option rows (config_option initialisers) for the fields of *o. */
+#define DAEMON_OPTIONS(o)                                                                          \
+    {"database-url", CONFIG_STRING, NULL,                                                          \
+     "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",             \
+     &(o)->database_url},                                                                          \
+        {"broker-url", CONFIG_STRING, "redis://127.0.0.1:6379/0",                                  \
+         "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",   \
+         &(o)->broker_url},                                                                        \
+        {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &(o)->redis_prefix},          \
+        {"kafka-topic-prefix", CONFIG_STRING, "dagq.",                                             \
+         "Kafka topic prefix (topic = prefix + group)", &(o)->kafka_topic_prefix},                 \
+        {"kafka-partitions", CONFIG_INT, "6", "partitions of Kafka topics created when missing",   \
+         &(o)->kafka_partitions, 1, 10000},                                                        \
+        {"kafka-replication", CONFIG_INT, "1", "replication factor of created Kafka topics",       \
+         &(o)->kafka_replication, 1, 100},                                                         \
+        {"kafka-conf", CONFIG_LIST, NULL,                                                          \
+         "librdkafka property KEY=VALUE passed through (repeatable; env: comma-separated, or "     \
+         "DAGQ_KAFKA_<PROPERTY>)",                                                                 \
+         &(o)->kafka_conf},                                                                        \
+        {"http-port", CONFIG_INT, NULL,                                                            \
+         "serve /healthz and /metrics on this port (off when unset)", &(o)->http_port, 0, 65535},  \
+        {"health-timeout", CONFIG_INT, "30",                                                       \
+         "seconds without the database or the broker after which /healthz fails",                  \
+         &(o)->health_timeout, 1, 86400},                                                          \
+    {                                                                                              \
+        "log-level", CONFIG_STRING, "info", "debug, info, warn or error", &(o)->log_level          \
+    }
+
+/* The broker settings of *o as a queue_conf; the strings stay *o's. */
+queue_conf daemon_queue_conf(const daemon_opts *o, const char *client_name);
+
+#endif
