@@ -104,6 +104,17 @@ wait_until() {
     return 1
 }
 
+# wait_log NAME REGEX TIMEOUT_S: until NAME's log has a line matching REGEX
+wait_log() {
+    local deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        grep -qE "$2" "$T_CASE/$1.log" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    fail "waited ${3}s for [$2] in $1.log"
+    return 1
+}
+
 # wait_run RUN_ID [TIMEOUT_S]: until the run has finished; prints its state
 wait_run() {
     local run=$1 timeout=${2:-60} st=""
