@@ -533,6 +533,32 @@ int cmd_workers(cmd_ctx *c)
     return CMD_OK;
 }
 
+/* Pools: their size and the slots that queued and running task instances
+ * hold (a pool held back with 0 slots shows free 0). */
+int cmd_pools(cmd_ctx *c)
+{
+    static const char *sql = "SELECT p.pool, p.slots, COALESCE(sum(i.pool_slots), 0),"
+                             "       count(i.ti_id) FILTER (WHERE i.state = 'queued'),"
+                             "       count(i.ti_id) FILTER (WHERE i.state = 'running'),"
+                             "       greatest(p.slots - COALESCE(sum(i.pool_slots), 0), 0),"
+                             "       COALESCE(p.description, '-')"
+                             "  FROM dagq.pool p"
+                             "  LEFT JOIN dagq.task_instance i"
+                             "    ON i.pool = p.pool AND i.state IN ('queued', 'running')"
+                             " GROUP BY p.pool ORDER BY p.pool";
+    static const char *headers[] = {"POOL",    "SLOTS", "USED",       "QUEUED",
+                                    "RUNNING", "FREE",  "DESCRIPTION"};
+    PGresult *r;
+    if (cmd_query(c, "cli_pools", sql, 0, NULL, &r, "listing pools"))
+        return CMD_ERR;
+    if (PQntuples(r) == 0)
+        printf("no pools\n");
+    else
+        cmd_print_result(r, headers, "tnnnnnt");
+    PQclear(r);
+    return CMD_OK;
+}
+
 /* Per worker group: the metastore's side from dagq.worker_group_backlog, the
  * broker's side (messages no consumer has taken yet) from queue_backlog when
  * --broker-url is set. The columns an autoscaler would scale a group by. */

@@ -41,6 +41,7 @@ int cmd_pause(cmd_ctx *c);
 int cmd_unpause(cmd_ctx *c);
 int cmd_workers(cmd_ctx *c);
 int cmd_queues(cmd_ctx *c);
+int cmd_pools(cmd_ctx *c);
 
 /* The words of a libpq or server error without the decoration: drops a
  * leading "<stmt>: ", "ERROR:  " and the statement-position lines, turns

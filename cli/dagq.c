@@ -104,6 +104,7 @@ static const cli_command cli_commands[] = {
      ",broker-url,redis-prefix,kafka-topic-prefix,",
      "per worker group: queued, broker backlog, running, live workers, free slots",
      cmd_queues},
+    {"pools", "", 0, 0, {NULL}, "", "list pools: slots, slots in use, free", cmd_pools},
     {"help", "", 0, 0, {NULL}, "", "print this help", NULL},
     {NULL},
 };

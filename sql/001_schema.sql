@@ -32,6 +32,17 @@ CREATE TABLE dagq.dag (
 CREATE INDEX dag_schedule_due ON dagq.dag (next_dagrun_end)
     WHERE schedule IS NOT NULL AND NOT is_paused;
 
+-- Pools cap how many task instances of any DAG run at once against a shared
+-- resource (a database, an API quota): a task names its pool and how many of
+-- its slots it takes; queued and running task instances hold their slots.
+-- A task without a pool is limited only by its DAG's max_active_tasks.
+-- slots = 0 holds a pool's tasks back until it is raised again.
+CREATE TABLE dagq.pool (
+    pool        text PRIMARY KEY,
+    slots       int NOT NULL,
+    description text
+);
+
 CREATE TABLE dagq.task (
     dag_id                    text NOT NULL REFERENCES dagq.dag (dag_id)
                                   ON DELETE CASCADE ON UPDATE CASCADE
@@ -48,6 +59,8 @@ CREATE TABLE dagq.task (
     priority                  int NOT NULL DEFAULT 0,
     trigger_rule              text NOT NULL DEFAULT 'all_success',
     env                       jsonb NOT NULL DEFAULT '{}',
+    pool                      text,
+    pool_slots                int NOT NULL DEFAULT 1,
     PRIMARY KEY (dag_id, task_id)
 );
 
@@ -103,6 +116,8 @@ CREATE TABLE dagq.task_instance (
     command                   text NOT NULL,
     env                       jsonb NOT NULL DEFAULT '{}',
     priority                  int NOT NULL DEFAULT 0,
+    pool                      text,
+    pool_slots                int NOT NULL DEFAULT 1,
     trigger_rule              text NOT NULL,
     retries                   int NOT NULL,
     retry_delay               interval NOT NULL,
@@ -124,6 +139,8 @@ CREATE TABLE dagq.task_instance (
 -- partial indexes: its cost follows the active work, not the history.
 CREATE INDEX ti_scheduled ON dagq.task_instance (run_id) WHERE state = 'scheduled';
 CREATE INDEX ti_active ON dagq.task_instance (dag_id) WHERE state IN ('queued', 'running');
+CREATE INDEX ti_pool_active ON dagq.task_instance (pool)
+    WHERE pool IS NOT NULL AND state IN ('queued', 'running');
 CREATE INDEX ti_retry_due ON dagq.task_instance (next_retry_at) WHERE state = 'up_for_retry';
 CREATE INDEX ti_queued ON dagq.task_instance (pushed_at) WHERE state = 'queued';
 CREATE INDEX ti_running ON dagq.task_instance (heartbeat_at) WHERE state = 'running';

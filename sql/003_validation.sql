@@ -122,6 +122,14 @@ BEGIN
         RAISE EXCEPTION 'dagq.task "%.%": unknown trigger_rule "%" (known: all_success, all_failed, all_done, one_success, one_failed, none_failed, always)', NEW.dag_id, NEW.task_id, NEW.trigger_rule
             USING ERRCODE = 'check_violation';
     END IF;
+    IF NEW.pool IS NOT NULL AND NOT dagq.name_ok(NEW.pool) THEN
+        RAISE EXCEPTION 'dagq.task "%.%": pool "%" is not a valid pool name (1-250 letters, digits, "_", "." or "-")', NEW.dag_id, NEW.task_id, NEW.pool
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.pool_slots < 1 THEN
+        RAISE EXCEPTION 'dagq.task "%.%": pool_slots must be at least 1, got %', NEW.dag_id, NEW.task_id, NEW.pool_slots
+            USING ERRCODE = 'check_violation';
+    END IF;
     IF jsonb_typeof(NEW.env) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'dagq.task "%.%": env must be a JSON object of names to values, got %', NEW.dag_id, NEW.task_id, NEW.env
             USING ERRCODE = 'check_violation';
@@ -242,3 +250,79 @@ CREATE CONSTRAINT TRIGGER dependency_validate
     AFTER INSERT OR UPDATE ON dagq.task_dependency
     DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION dagq.dependency_validate();
+
+-- A task's pool must exist and have room for the task's pool_slots (a pool
+-- of 0 slots is held back on purpose and fits anything). Checked at commit,
+-- so a transaction may create the tasks before their pool.
+CREATE FUNCTION dagq.task_pool_validate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+    n int;
+BEGIN
+    SELECT pool, pool_slots INTO t FROM dagq.task WHERE dag_id = NEW.dag_id AND task_id = NEW.task_id;
+    IF NOT FOUND OR t.pool IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT slots INTO n FROM dagq.pool WHERE pool = t.pool;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dagq.task "%.%": unknown pool "%"', NEW.dag_id, NEW.task_id, t.pool
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = format('create it first: INSERT INTO dagq.pool (pool, slots) VALUES (%L, <slots>)', t.pool);
+    END IF;
+    IF n > 0 AND t.pool_slots > n THEN
+        RAISE EXCEPTION 'dagq.task "%.%": needs % slots of pool "%", which has only %', NEW.dag_id, NEW.task_id, t.pool_slots, t.pool, n
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE CONSTRAINT TRIGGER task_pool_validate
+    AFTER INSERT OR UPDATE OF pool, pool_slots ON dagq.task
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION dagq.task_pool_validate();
+
+-- A pool's name and size; a pool that tasks use cannot be renamed, deleted,
+-- or shrunk below what one of its tasks needs (0 is allowed: it holds the
+-- pool's tasks back).
+CREATE FUNCTION dagq.pool_validate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    t record;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND (TG_OP = 'DELETE' OR NEW.pool <> OLD.pool) THEN
+        SELECT dag_id, task_id, count(*) OVER () AS n INTO t FROM dagq.task WHERE pool = OLD.pool LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'dagq.pool "%": cannot % it: % task(s) use it, such as "%.%"', OLD.pool,
+                CASE TG_OP WHEN 'DELETE' THEN 'delete' ELSE 'rename' END, t.n, t.dag_id, t.task_id
+                USING ERRCODE = 'foreign_key_violation',
+                      HINT = 'move those tasks to another pool (UPDATE dagq.task SET pool = ...) first';
+        END IF;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    IF NOT dagq.name_ok(NEW.pool) THEN
+        RAISE EXCEPTION 'dagq.pool: pool "%" is not valid: use 1-250 letters, digits, "_", "." or "-", starting with a letter or digit', NEW.pool
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.slots IS NULL OR NEW.slots < 0 THEN
+        RAISE EXCEPTION 'dagq.pool "%": slots must be 0 or more, got %', NEW.pool, NEW.slots
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.slots > 0 THEN
+        SELECT dag_id, task_id, pool_slots INTO t FROM dagq.task
+         WHERE pool = NEW.pool AND pool_slots > NEW.slots ORDER BY pool_slots DESC LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'dagq.pool "%": % slots are fewer than task "%.%" needs (%)', NEW.pool, NEW.slots, t.dag_id, t.task_id, t.pool_slots
+                USING ERRCODE = 'check_violation',
+                      HINT = 'use at least that many slots, or 0 to hold the pool back';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER pool_validate BEFORE INSERT OR UPDATE OR DELETE ON dagq.pool
+    FOR EACH ROW EXECUTE FUNCTION dagq.pool_validate();

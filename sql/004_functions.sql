@@ -122,12 +122,12 @@ BEGIN
         RETURN -1;
     END IF;
     INSERT INTO dagq.task_instance (run_id, dag_id, task_id, max_tries, worker_group, command,
-                                    env, priority, trigger_rule, retries, retry_delay,
-                                    retry_exponential_backoff, max_retry_delay,
+                                    env, priority, pool, pool_slots, trigger_rule, retries,
+                                    retry_delay, retry_exponential_backoff, max_retry_delay,
                                     execution_timeout)
     SELECT r.run_id, t.dag_id, t.task_id, t.retries + 1,
            COALESCE(t.worker_group, d.default_worker_group), t.command, t.env, t.priority,
-           t.trigger_rule, t.retries, t.retry_delay, t.retry_exponential_backoff,
+           t.pool, t.pool_slots, t.trigger_rule, t.retries, t.retry_delay, t.retry_exponential_backoff,
            t.max_retry_delay, t.execution_timeout
       FROM dagq.dag_run r
       JOIN dagq.dag d ON d.dag_id = r.dag_id
@@ -229,9 +229,9 @@ $$;
 -- One scheduling step, after dagq.settle_trigger_rules(): queues the ready
 -- task instances and the retries that are due: state -> 'queued',
 -- try_number + 1, by priority (higher first), oldest run first, never more
--- per DAG than its max_active_tasks counting what is already queued or
--- running, at most p_limit in all. Returns what was queued, for the caller
--- to push after COMMIT.
+-- per DAG than its max_active_tasks nor more of a pool's slots than it has,
+-- counting what is already queued or running, at most p_limit in all.
+-- Returns what was queued, for the caller to push after COMMIT.
 CREATE FUNCTION dagq.queue_ready(p_limit int)
 RETURNS TABLE (ti_id bigint, try_number int, dag_id text, task_id text, run_id bigint,
                worker_group text, queued_at_us bigint)
@@ -240,13 +240,13 @@ LANGUAGE plpgsql AS $$
 BEGIN
     RETURN QUERY
     WITH ready AS (
-        SELECT ti.ti_id, ti.dag_id, ti.priority, r.logical_date
+        SELECT ti.ti_id, ti.dag_id, ti.priority, ti.pool, ti.pool_slots, r.logical_date
           FROM dagq.ti_verdict v
           JOIN dagq.task_instance ti ON ti.ti_id = v.ti_id
           JOIN dagq.dag_run r ON r.run_id = ti.run_id
          WHERE v.verdict = 'run'
         UNION ALL
-        SELECT ti.ti_id, ti.dag_id, ti.priority, r.logical_date
+        SELECT ti.ti_id, ti.dag_id, ti.priority, ti.pool, ti.pool_slots, r.logical_date
           FROM dagq.task_instance ti
           JOIN dagq.dag_run r ON r.run_id = ti.run_id AND r.state = 'running'
           JOIN dagq.dag d ON d.dag_id = ti.dag_id AND NOT d.is_paused
@@ -258,18 +258,39 @@ BEGIN
            AND a.dag_id IN (SELECT DISTINCT ready.dag_id FROM ready)
          GROUP BY a.dag_id
     ), ranked AS (
-        SELECT ready.ti_id,
+        SELECT ready.*,
                row_number() OVER (PARTITION BY ready.dag_id
                                   ORDER BY ready.priority DESC, ready.logical_date, ready.ti_id) AS rk,
-               d.max_active_tasks - COALESCE(b.n, 0) AS free,
-               ready.priority, ready.logical_date
+               d.max_active_tasks - COALESCE(b.n, 0) AS free
           FROM ready
           JOIN dagq.dag d ON d.dag_id = ready.dag_id
           LEFT JOIN busy b ON b.dag_id = ready.dag_id
+    ), dag_ok AS (
+        SELECT * FROM ranked WHERE ranked.rk <= ranked.free
+    ), pool_busy AS (
+        -- slots held by queued and running task instances, of the pools asked for
+        SELECT a.pool, sum(a.pool_slots) AS n
+          FROM dagq.task_instance a
+         WHERE a.pool IS NOT NULL AND a.state IN ('queued', 'running')
+           AND a.pool IN (SELECT DISTINCT dag_ok.pool FROM dag_ok WHERE dag_ok.pool IS NOT NULL)
+         GROUP BY a.pool
+    ), pooled AS (
+        -- in priority order, a pool admits task instances while their slots
+        -- fit; one that does not fit holds back those behind it, so a task
+        -- that needs many slots is not starved by small ones. A pool that
+        -- was deleted since the run started limits nothing.
+        SELECT dag_ok.ti_id, dag_ok.priority, dag_ok.logical_date,
+               dag_ok.pool IS NULL OR p.pool IS NULL
+               OR sum(dag_ok.pool_slots) OVER (PARTITION BY dag_ok.pool
+                                               ORDER BY dag_ok.priority DESC, dag_ok.logical_date, dag_ok.ti_id)
+                  <= p.slots - COALESCE(pb.n, 0) AS fits
+          FROM dag_ok
+          LEFT JOIN dagq.pool p ON p.pool = dag_ok.pool
+          LEFT JOIN pool_busy pb ON pb.pool = dag_ok.pool
     ), pick AS (
-        SELECT ranked.ti_id FROM ranked
-         WHERE ranked.rk <= ranked.free
-         ORDER BY ranked.priority DESC, ranked.logical_date, ranked.ti_id
+        SELECT pooled.ti_id FROM pooled
+         WHERE pooled.fits
+         ORDER BY pooled.priority DESC, pooled.logical_date, pooled.ti_id
          LIMIT p_limit
     )
     UPDATE dagq.task_instance t

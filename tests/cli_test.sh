@@ -187,6 +187,9 @@ has "no runs"
 run workers
 ok
 has "no workers"
+run pools
+ok
+has "no pools"
 
 ### DAGs defined with SQL, as ETL teams do
 sql "BEGIN;
@@ -434,6 +437,25 @@ row_is '^host-c:300 ' host-c:300 host-c 300 etl 8 0 gone 2h00m ago
 aligned PID '^host-c:300 ' 300 right
 aligned 'LAST HEARTBEAT' '^host-b:200 ' ago right
 
+### pools: size and the slots queued and running task instances hold
+sql "BEGIN;
+INSERT INTO dagq.pool (pool, slots, description) VALUES ('warehouse', 4, 'the warehouse'), ('held', 0, NULL);
+INSERT INTO dagq.dag (dag_id) VALUES ('pooled');
+INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots)
+VALUES ('pooled', 'p1', 'true', 'warehouse', 2), ('pooled', 'p2', 'true', 'warehouse', 1),
+       ('pooled', 'p3', 'true', 'warehouse', 1), ('pooled', 'p4', 'true', 'held', 1);
+COMMIT;
+SELECT dagq.start_run(dagq.trigger_dag('pooled'));
+UPDATE dagq.task_instance SET state = 'running' WHERE dag_id = 'pooled' AND task_id = 'p1';
+UPDATE dagq.task_instance SET state = 'queued' WHERE dag_id = 'pooled' AND task_id = 'p2';" >/dev/null ||
+    fail "defining pools"
+run pools
+ok
+eq "$(printf '%s\n' "$OUT" | head -1 | tr -s ' ')" "POOL SLOTS USED QUEUED RUNNING FREE DESCRIPTION" "pools: header"
+row_is '^warehouse ' warehouse 4 3 1 1 1 the warehouse
+row_is '^held ' held 0 0 0 0 0 -
+aligned SLOTS '^held ' 0 right
+
 ### usage errors and help
 run
 err 2 "no command given"
@@ -461,7 +483,7 @@ ok
 for h in --help help; do
     run $h
     ok
-    for w in "db migrate" dags trigger runs tasks logs clear pause unpause workers \
+    for w in "db migrate" dags trigger runs tasks logs clear pause unpause workers pools \
         --database-url --log-level --conf --logical-date --limit --try --downstream \
         DAGQ_DATABASE_URL; do
         has "$w"
@@ -484,7 +506,7 @@ err 1 "cannot connect to the database"
 ### hostile input is data, never SQL, and never a crash
 run pause "etl'; DROP TABLE dagq.dag; --"
 err 1 'unknown DAG "etl'"'"'; DROP TABLE dagq.dag; --"'
-eq "$(sql "SELECT count(*) FROM dagq.dag")" 2 "the DAGs survive a hostile name"
+eq "$(sql "SELECT count(*) FROM dagq.dag")" 3 "the DAGs survive a hostile name"
 run trigger "$(head -c 20000 /dev/zero | tr '\0' x)"
 err 1 "unknown DAG"
 run trigger "$(printf 'bad\377utf8')"

@@ -433,3 +433,45 @@ SQL
     assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'future'")" "nothing before start_date"
     assert_eq t "$(sql "SELECT next_dagrun_end > now() FROM dagq.dag WHERE dag_id = 'hourly17'")" "next interval is in the future"
 }
+
+# Pools cap concurrent slots across DAGs: never more than the pool holds
+# (measured from the database's own start and end times), the pool is used
+# to its size, tasks outside it are not held back, and a pool of 0 slots
+# holds its tasks until it is raised.
+case_pools_cap_concurrency_across_dags() {
+    sqlf <<'SQL'
+INSERT INTO dagq.pool (pool, slots) VALUES ('warehouse', 2), ('held', 0);
+INSERT INTO dagq.dag (dag_id) VALUES ('pa'), ('pb'), ('pc');
+INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots)
+SELECT 'pa', 'a' || i, 'sleep 0.3', 'warehouse', 1 FROM generate_series(1, 4) i
+UNION ALL SELECT 'pb', 'b' || i, 'sleep 0.3', 'warehouse', 1 FROM generate_series(1, 3) i
+UNION ALL SELECT 'pb', 'big', 'sleep 0.3', 'warehouse', 2
+UNION ALL SELECT 'pb', 'free' || i, 'sleep 1', NULL, 1 FROM generate_series(1, 4) i
+UNION ALL SELECT 'pc', 'c1', 'true', 'held', 1;
+SQL
+    start_stack 2
+    local ra rb rc
+    ra=$(sql "SELECT dagq.trigger_dag('pa')")
+    rb=$(sql "SELECT dagq.trigger_dag('pb')")
+    rc=$(sql "SELECT dagq.trigger_dag('pc')")
+    assert_eq success "$(wait_run "$ra" 60)" "run of pa"
+    assert_eq success "$(wait_run "$rb" 60)" "run of pb"
+    # slots in use at each start: pool tasks whose try spans that instant
+    local overlap
+    overlap="WITH t AS (SELECT i.pool, i.pool_slots, y.started_at s, y.ended_at e
+                        FROM dagq.task_try y JOIN dagq.task_instance i USING (ti_id)
+                       WHERE i.run_id IN ($ra, $rb) AND y.state = 'success')
+             SELECT max(u) FROM (SELECT (SELECT sum(b.pool_slots) FROM t b
+                                          WHERE b.pool IS NOT DISTINCT FROM a.pool
+                                            AND b.s <= a.s AND a.s < b.e) u
+                                   FROM t a WHERE a.pool IS NOT DISTINCT FROM %s) m"
+    # shellcheck disable=SC2059
+    assert_eq 2 "$(sql "$(printf "$overlap" "'warehouse'")")" "most warehouse slots in use at once"
+    # shellcheck disable=SC2059
+    assert_eq 4 "$(sql "$(printf "$overlap" "NULL")")" "tasks outside the pool ran side by side"
+    assert_eq 12 "$(sql "SELECT count(*) FROM dagq.task_try y JOIN dagq.task_instance i USING (ti_id)
+        WHERE i.run_id IN ($ra, $rb)")" "each task ran once"
+    assert_eq scheduled "$(ti_state "$rc" c1)" "a task of a pool with 0 slots waits"
+    sql "UPDATE dagq.pool SET slots = 1 WHERE pool = 'held'" >/dev/null
+    assert_eq success "$(wait_run "$rc" 30)" "raising the pool lets it run"
+}

@@ -60,3 +60,23 @@ case_migrate_is_idempotent_and_concurrent() {
     assert_eq "$(sql "SELECT count(*) FROM dagq.schema_migrations")" \
         "$(psql -X -At "$db2" -c "SELECT count(*) FROM dagq.schema_migrations")" "all migrations recorded once"
 }
+
+case_bad_pools_rejected_with_named_problem() {
+    sql "INSERT INTO dagq.dag (dag_id) VALUES ('d'); INSERT INTO dagq.pool (pool, slots) VALUES ('db', 3)" >/dev/null
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, pool) VALUES ('d','x','true','nope')")" \
+        'dagq.task "d.x": unknown pool "nope"' "unknown pool, checked at commit"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','x','true','db',4)")" \
+        'needs 4 slots of pool "db", which has only 3' "task larger than its pool"
+    assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','x','true','db',0)")" \
+        'pool_slots must be at least 1' "zero pool_slots"
+    assert_contains "$(sql_err "INSERT INTO dagq.pool (pool, slots) VALUES ('p', -1)")" 'slots must be 0 or more' "negative slots"
+    assert_contains "$(sql_err "INSERT INTO dagq.pool (pool, slots) VALUES ('no pool', 1)")" 'pool "no pool" is not valid' "pool name"
+    # tasks may come before their pool in one transaction
+    sql "BEGIN; INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','a','true','api',2);
+         INSERT INTO dagq.pool (pool, slots) VALUES ('api', 2); COMMIT" >/dev/null || fail "task before its pool in one transaction"
+    assert_contains "$(sql_err "DELETE FROM dagq.pool WHERE pool = 'api'")" 'cannot delete it: 1 task(s) use it, such as "d.a"' "delete a used pool"
+    assert_contains "$(sql_err "UPDATE dagq.pool SET pool = 'api2' WHERE pool = 'api'")" 'cannot rename it' "rename a used pool"
+    assert_contains "$(sql_err "UPDATE dagq.pool SET slots = 1 WHERE pool = 'api'")" 'fewer than task "d.a" needs (2)' "shrink below a task"
+    sql "UPDATE dagq.pool SET slots = 0 WHERE pool = 'api'" >/dev/null || fail "a pool may be held back with 0 slots"
+    sql "DELETE FROM dagq.pool WHERE pool = 'db'" >/dev/null || fail "an unused pool can be deleted"
+}
