@@ -25,6 +25,7 @@ export T_BIN="${T_BIN:-$REPO/bin}"
 : "${BENCH_WORKERS:=2}" "${BENCH_SLOTS:=$(($(nproc) * 4))}"
 : "${BENCH_BROKERS:=redis kafka}" "${BENCH_TIMEOUT:=600}" "${BENCH_FORK_SECONDS:=5}"
 : "${BENCH_OUT:=}" # also write the table (markdown) to this file
+: "${BENCH_PROFILE_DIR:=}" # also write each workload's top statements (pg_stat_statements) here
 
 CLK_TCK=$(getconf CLK_TCK)
 RES="$T_ROOT/results.tsv"
@@ -203,6 +204,17 @@ measure() {
           FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND userid = (SELECT oid FROM pg_roles WHERE rolname = 'dagq')")
+    if [ -n "$BENCH_PROFILE_DIR" ]; then
+        mkdir -p "$BENCH_PROFILE_DIR"
+        obs -F ' | ' -P pager=off >"$BENCH_PROFILE_DIR/$b-$w.txt" <<'SQL'
+SELECT round(total_exec_time::numeric, 1) AS ms, calls, round((total_exec_time / calls)::numeric, 4) AS ms_per_call,
+       shared_blks_hit + shared_blks_read AS blks, toplevel, left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query
+  FROM pg_stat_statements
+ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND userid = (SELECT oid FROM pg_roles WHERE rolname = 'dagq')
+ ORDER BY total_exec_time DESC LIMIT 25
+SQL
+    fi
     local figs
     figs=$(obs -F ' ' <<SQL
 WITH r AS (SELECT * FROM dagq.dag_run WHERE run_id >= $FIRST_RUN AND $where),

@@ -147,6 +147,12 @@ CREATE INDEX ti_running ON dagq.task_instance (heartbeat_at) WHERE state = 'runn
 CREATE INDEX ti_running_worker ON dagq.task_instance (worker_id) WHERE state = 'running';
 CREATE INDEX ti_unfinished ON dagq.task_instance (run_id)
     WHERE state IN ('scheduled', 'queued', 'running', 'up_for_retry');
+-- settle_trigger_rules() has work only when a running run holds one of
+-- these: without them its check walked every task instance of the run
+CREATE INDEX ti_ended_badly ON dagq.task_instance (run_id)
+    WHERE state IN ('failed', 'upstream_failed', 'skipped');
+CREATE INDEX ti_waits_for_failure ON dagq.task_instance (run_id)
+    WHERE state = 'scheduled' AND trigger_rule IN ('all_failed', 'one_failed');
 
 -- One row per try: who ran it, when, and how it ended. Kept for every try,
 -- not only the last.

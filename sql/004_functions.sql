@@ -341,6 +341,31 @@ LANGUAGE sql STABLE AS $$
      LIMIT p_limit;
 $$;
 
+-- The fence of a try: locks its task instance by the primary key and says
+-- whether it is still try p_try in state p_state (and held by p_worker, when
+-- given). The fenced UPDATEs below then reach the row by its key alone. With
+-- the state in their WHERE, the planner may pick a partial index (ti_queued,
+-- ti_running: it believes them nearly empty once history has taught it that
+-- almost every row is finished) and walk every queued or running row, so each
+-- claim cost more the longer the backlog. Under READ COMMITTED, FOR UPDATE
+-- waits for a concurrent writer and then reads the row as it now is.
+CREATE FUNCTION dagq.fence_try(p_ti_id bigint, p_try int, p_state text,
+                               p_worker text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    ok boolean;
+BEGIN
+    SELECT t.try_number = p_try AND t.state = p_state
+           AND (p_worker IS NULL OR t.worker_id IS NOT DISTINCT FROM p_worker)
+      INTO ok
+      FROM dagq.task_instance t
+     WHERE t.ti_id = p_ti_id
+       FOR UPDATE;
+    RETURN COALESCE(ok, false);
+END;
+$$;
+
 -- Ends a try that is taken away from its worker (zombie, or a worker giving
 -- it back): up_for_retry after p_retry_in_s if tries are left, else failed.
 -- Fenced on the try number and 'running'. Returns the new state or NULL.
@@ -352,17 +377,17 @@ DECLARE
     st text;
     rid bigint;
 BEGIN
+    IF NOT dagq.fence_try(p_ti_id, p_try, 'running') THEN
+        RETURN NULL;
+    END IF;
     UPDATE dagq.task_instance t
        SET state = CASE WHEN t.try_number < t.max_tries THEN 'up_for_retry' ELSE 'failed' END,
            ended_at = clock_timestamp(),
            next_retry_at = CASE WHEN t.try_number < t.max_tries
                                 THEN clock_timestamp() + make_interval(secs => p_retry_in_s) END,
            note = p_note
-     WHERE t.ti_id = p_ti_id AND t.try_number = p_try AND t.state = 'running'
+     WHERE t.ti_id = p_ti_id
     RETURNING t.state, t.run_id INTO st, rid;
-    IF st IS NULL THEN
-        RETURN NULL;
-    END IF;
     UPDATE dagq.task_try SET state = st, ended_at = clock_timestamp(), note = p_note
      WHERE ti_id = p_ti_id AND try_number = p_try;
     PERFORM pg_notify('dagq', rid::text);
@@ -375,7 +400,10 @@ $$;
 -- was upstream_failed, else 'success' (Airflow's rule).
 CREATE FUNCTION dagq.finish_runs()
 RETURNS TABLE (run_id bigint, dag_id text, state text)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH done AS (
         SELECT r.run_id, r.dag_id
           FROM dagq.dag_run r
@@ -400,6 +428,7 @@ LANGUAGE sql AS $$
       FROM verdict v
      WHERE r.run_id = v.run_id AND r.state = 'running'
     RETURNING r.run_id, r.dag_id, r.state;
+END;
 $$;
 
 ------------------------------------------------------------------------------
@@ -419,14 +448,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     t dagq.task_instance;
 BEGIN
+    IF NOT dagq.fence_try(p_ti_id, p_try, 'queued') THEN
+        RETURN;
+    END IF;
     UPDATE dagq.task_instance ti
        SET state = 'running', worker_id = p_worker, hostname = p_host,
            started_at = clock_timestamp(), heartbeat_at = clock_timestamp()
-     WHERE ti.ti_id = p_ti_id AND ti.try_number = p_try AND ti.state = 'queued'
+     WHERE ti.ti_id = p_ti_id
     RETURNING ti.* INTO t;
-    IF t.ti_id IS NULL THEN
-        RETURN;
-    END IF;
     INSERT INTO dagq.task_try (ti_id, try_number, worker_id, hostname, state, started_at)
     VALUES (t.ti_id, t.try_number, p_worker, p_host, 'running', t.started_at)
     ON CONFLICT ON CONSTRAINT task_try_pkey DO UPDATE
@@ -458,6 +487,9 @@ DECLARE
     st text;
     rid bigint;
 BEGIN
+    IF NOT dagq.fence_try(p_ti_id, p_try, 'running', p_worker) THEN
+        RETURN NULL;
+    END IF;
     UPDATE dagq.task_instance t
        SET state = CASE WHEN p_ok THEN 'success'
                         WHEN t.try_number < t.max_tries THEN 'up_for_retry'
@@ -465,12 +497,8 @@ BEGIN
            ended_at = clock_timestamp(), exit_code = p_exit_code, note = p_note,
            next_retry_at = CASE WHEN NOT p_ok AND t.try_number < t.max_tries
                                 THEN clock_timestamp() + make_interval(secs => p_retry_in_s) END
-     WHERE t.ti_id = p_ti_id AND t.try_number = p_try AND t.state = 'running'
-       AND t.worker_id = p_worker
+     WHERE t.ti_id = p_ti_id
     RETURNING t.state, t.run_id INTO st, rid;
-    IF st IS NULL THEN
-        RETURN NULL;
-    END IF;
     UPDATE dagq.task_try
        SET state = st, ended_at = clock_timestamp(), exit_code = p_exit_code, note = p_note
      WHERE ti_id = p_ti_id AND try_number = p_try;
@@ -517,15 +545,14 @@ DECLARE
     st text;
     rid bigint;
 BEGIN
+    IF NOT dagq.fence_try(p_ti_id, p_try, 'running', p_worker) THEN
+        RETURN NULL;
+    END IF;
     UPDATE dagq.task_instance t
        SET state = 'up_for_retry', max_tries = t.max_tries + 1, ended_at = clock_timestamp(),
            next_retry_at = clock_timestamp(), note = p_note
-     WHERE t.ti_id = p_ti_id AND t.try_number = p_try AND t.state = 'running'
-       AND t.worker_id = p_worker
+     WHERE t.ti_id = p_ti_id
     RETURNING t.state, t.run_id INTO st, rid;
-    IF st IS NULL THEN
-        RETURN NULL;
-    END IF;
     UPDATE dagq.task_try SET state = 'released', ended_at = clock_timestamp(), note = p_note
      WHERE ti_id = p_ti_id AND try_number = p_try;
     PERFORM pg_notify('dagq', rid::text);
