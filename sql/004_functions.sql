@@ -484,6 +484,7 @@ CREATE FUNCTION dagq.finish_try(p_ti_id bigint, p_try int, p_worker text, p_ok b
 RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
+    fin dagq.task_instance;
     st text;
     rid bigint;
 BEGIN
@@ -498,7 +499,9 @@ BEGIN
            next_retry_at = CASE WHEN NOT p_ok AND t.try_number < t.max_tries
                                 THEN clock_timestamp() + make_interval(secs => p_retry_in_s) END
      WHERE t.ti_id = p_ti_id
-    RETURNING t.state, t.run_id INTO st, rid;
+    RETURNING * INTO fin;
+    st := fin.state;
+    rid := fin.run_id;
     UPDATE dagq.task_try
        SET state = st, ended_at = clock_timestamp(), exit_code = p_exit_code, note = p_note
      WHERE ti_id = p_ti_id AND try_number = p_try;
@@ -507,7 +510,23 @@ BEGIN
     ON CONFLICT ON CONSTRAINT task_log_pkey DO UPDATE
         SET output = EXCLUDED.output, truncated_bytes = EXCLUDED.truncated_bytes,
             created_at = clock_timestamp();
-    PERFORM pg_notify('dagq', rid::text);
+    -- Wake the schedulers when this end can make work: a failure or a retry,
+    -- a freed pool slot, a downstream task, a task of the DAG waiting for a
+    -- max_active_tasks slot, or a run near its end. A success that can do
+    -- none of these (most of a wide run) costs no scheduler pass. "Near its
+    -- end" is "nothing left but running": tries ending at the same moment
+    -- cannot see each other's end, so each of them wakes the schedulers and
+    -- the last one is never missed.
+    IF st <> 'success' OR fin.pool IS NOT NULL
+       OR EXISTS (SELECT 1 FROM dagq.task_dependency e
+                   WHERE e.dag_id = fin.dag_id AND e.upstream_task_id = fin.task_id)
+       OR EXISTS (SELECT 1 FROM dagq.dag_run r
+                    JOIN dagq.task_instance x ON x.run_id = r.run_id AND x.state = 'scheduled'
+                   WHERE r.dag_id = fin.dag_id AND r.state = 'running')
+       OR NOT EXISTS (SELECT 1 FROM dagq.task_instance x
+                       WHERE x.run_id = rid AND x.state IN ('scheduled', 'queued', 'up_for_retry')) THEN
+        PERFORM pg_notify('dagq', rid::text);
+    END IF;
     RETURN st;
 END;
 $$;
