@@ -325,5 +325,8 @@ echo
 echo "$TABLE"
 if [ -s "$NOTES" ]; then echo; sed 's/^/note: /' "$NOTES"; fi
 if [ -n "$BENCH_OUT" ]; then
-    { echo "$TABLE"; [ -s "$NOTES" ] && { echo; sed 's/^/note: /' "$NOTES"; }; } >"$BENCH_OUT"
+    {
+        echo "$TABLE"
+        if [ -s "$NOTES" ]; then echo; sed 's/^/note: /' "$NOTES"; fi
+    } >"$BENCH_OUT"
 fi

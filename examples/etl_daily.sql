@@ -10,6 +10,10 @@ VALUES ('etl_daily', 'orders and customers into the sales mart, every night',
         '{"workdir": "/tmp/dagq-demo", "mart": "sales"}')
 ON CONFLICT (dag_id) DO UPDATE SET description = EXCLUDED.description;
 
+-- one load into the sales mart at a time, whichever DAG it comes from
+INSERT INTO dagq.pool (pool, slots, description) VALUES ('sales_mart', 1, 'writers of the sales mart')
+ON CONFLICT (pool) DO NOTHING;
+
 DELETE FROM dagq.task WHERE dag_id = 'etl_daily';
 INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay, execution_timeout, priority) VALUES
   ('etl_daily', 'extract_orders',
@@ -28,6 +32,7 @@ INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay, execution
    'cd {{ params.workdir }}/{{ ds }} && echo "top customers on {{ ds }}:" && sort -t, -k2 -n -r revenue.csv | head -3',
    0, '5 minutes', '1 minute', 0);
 UPDATE dagq.task SET trigger_rule = 'all_done' WHERE dag_id = 'etl_daily' AND task_id = 'report';
+UPDATE dagq.task SET pool = 'sales_mart' WHERE dag_id = 'etl_daily' AND task_id = 'load';
 
 INSERT INTO dagq.task_dependency (dag_id, task_id, upstream_task_id) VALUES
   ('etl_daily', 'transform', 'extract_orders'),

@@ -475,3 +475,33 @@ SQL
     sql "UPDATE dagq.pool SET slots = 1 WHERE pool = 'held'" >/dev/null
     assert_eq success "$(wait_run "$rc" 30)" "raising the pool lets it run"
 }
+
+# With polling all but off, every kind of task end that can make work wakes
+# the scheduler: a freed max_active_tasks slot, a freed pool slot, a
+# downstream task, a retry, and the end of a run. Each step would otherwise
+# wait for the 60 s poll; the whole case finishes in a few seconds.
+case_task_ends_wake_the_scheduler_without_polling() {
+    sqlf <<'SQL'
+INSERT INTO dagq.pool (pool, slots) VALUES ('narrow', 2);
+INSERT INTO dagq.dag (dag_id, max_active_tasks) VALUES ('slots', 3), ('pooled', 100), ('line', 16), ('retry', 16);
+INSERT INTO dagq.task (dag_id, task_id, command)
+SELECT 'slots', 's' || i, 'true' FROM generate_series(1, 12) i;
+INSERT INTO dagq.task (dag_id, task_id, command, pool)
+SELECT 'pooled', 'p' || i, 'true', 'narrow' FROM generate_series(1, 8) i;
+INSERT INTO dagq.task (dag_id, task_id, command)
+SELECT 'line', 'l' || i, 'true' FROM generate_series(1, 5) i;
+INSERT INTO dagq.task_dependency SELECT 'line', 'l' || i, 'l' || (i - 1) FROM generate_series(2, 5) i;
+INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay) VALUES
+  ('retry', 'once', 'f=' || :'T' || '/failed; [ -e $f ] || { touch $f; exit 1; }', 1, '0');
+SQL
+    start_scheduler sched --poll-interval-ms 60000
+    start_worker w1 --slots 8
+    sleep 1
+    local t0=$SECONDS r run
+    for r in slots pooled line retry; do
+        run=$(sql "SELECT dagq.trigger_dag('$r')")
+        assert_eq success "$(wait_run "$run" 30)" "run of $r"
+    done
+    assert_le "$((SECONDS - t0))" 20 "seconds for the four runs (a missed wake costs 60)"
+    assert_eq 2 "$(sql "SELECT try_number FROM dagq.task_instance WHERE dag_id = 'retry'")" "the retry ran as try 2"
+}

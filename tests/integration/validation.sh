@@ -80,3 +80,17 @@ case_bad_pools_rejected_with_named_problem() {
     sql "UPDATE dagq.pool SET slots = 0 WHERE pool = 'api'" >/dev/null || fail "a pool may be held back with 0 slots"
     sql "DELETE FROM dagq.pool WHERE pool = 'db'" >/dev/null || fail "an unused pool can be deleted"
 }
+
+# The shipped example DAG loads as the README says, and loading it again
+# changes nothing (it is what `make demo` runs).
+case_example_dag_loads_twice() {
+    local i
+    for i in 1 2; do
+        psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -f examples/etl_daily.sql >/dev/null 2>"$T_CASE/load$i.err" ||
+            fail "examples/etl_daily.sql, load $i: $(cat "$T_CASE/load$i.err")"
+    done
+    assert_eq "5|4" "$(sql "SELECT (SELECT count(*) FROM dagq.task WHERE dag_id = 'etl_daily'),
+        (SELECT count(*) FROM dagq.task_dependency WHERE dag_id = 'etl_daily')")" "tasks and edges"
+    assert_eq "load|1" "$(sql "SELECT t.task_id, p.slots FROM dagq.task t JOIN dagq.pool p USING (pool)
+        WHERE t.dag_id = 'etl_daily'")" "the load runs in the sales_mart pool"
+}
