@@ -16,12 +16,17 @@
 #define DAGQ_CRON_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 typedef struct cron_expr cron_expr; /* opaque */
 
 /* Parses expr. Returns 0 and a new *out (free with cron_free), or -1 with the
  * problem in errbuf, naming the field: "hour: 25 is out of range 0-23". */
+/* Days since 1970-01-01 to a proleptic Gregorian date (y, m 1-12, d 1-31),
+ * with no time zone and no range limit (Hinnant's days_to_civil). */
+void cron_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+
 int cron_parse(const char *expr, cron_expr **out, char *errbuf, size_t errlen);
 void cron_free(cron_expr *c);
 

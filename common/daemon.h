@@ -25,19 +25,33 @@ typedef struct daemon_opts {
         {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &(o)->redis_prefix},          \
         {"kafka-topic-prefix", CONFIG_STRING, "dagq.",                                             \
          "Kafka topic prefix (topic = prefix + group)", &(o)->kafka_topic_prefix},                 \
-        {"kafka-partitions", CONFIG_INT, "6", "partitions of Kafka topics created when missing",   \
-         &(o)->kafka_partitions, 1, 10000},                                                        \
-        {"kafka-replication", CONFIG_INT, "1", "replication factor of created Kafka topics",       \
-         &(o)->kafka_replication, 1, 100},                                                         \
+        {"kafka-partitions",                                                                       \
+         CONFIG_INT,                                                                               \
+         "6",                                                                                      \
+         "partitions of Kafka topics created when missing",                                        \
+         &(o)->kafka_partitions,                                                                   \
+         1,                                                                                        \
+         10000},                                                                                   \
+        {"kafka-replication",     CONFIG_INT, "1", "replication factor of created Kafka topics",   \
+         &(o)->kafka_replication, 1,          100},                                                \
         {"kafka-conf", CONFIG_LIST, NULL,                                                          \
          "librdkafka property KEY=VALUE passed through (repeatable; env: comma-separated, or "     \
          "DAGQ_KAFKA_<PROPERTY>)",                                                                 \
          &(o)->kafka_conf},                                                                        \
-        {"http-port", CONFIG_INT, NULL,                                                            \
-         "serve /healthz and /metrics on this port (off when unset)", &(o)->http_port, 0, 65535},  \
-        {"health-timeout", CONFIG_INT, "30",                                                       \
+        {"http-port",                                                                              \
+         CONFIG_INT,                                                                               \
+         NULL,                                                                                     \
+         "serve /healthz and /metrics on this port (off when unset)",                              \
+         &(o)->http_port,                                                                          \
+         0,                                                                                        \
+         65535},                                                                                   \
+        {"health-timeout",                                                                         \
+         CONFIG_INT,                                                                               \
+         "30",                                                                                     \
          "seconds without the database or the broker after which /healthz fails",                  \
-         &(o)->health_timeout, 1, 86400},                                                          \
+         &(o)->health_timeout,                                                                     \
+         1,                                                                                        \
+         86400},                                                                                   \
     {                                                                                              \
         "log-level", CONFIG_STRING, "info", "debug, info, warn or error", &(o)->log_level          \
     }

@@ -70,11 +70,6 @@ PGconn *db_conn(db *d)
     return db_connected(d) ? d->conn : NULL;
 }
 
-long db_reconnects(const db *d)
-{
-    return d->reconnects;
-}
-
 const char *db_sqlstate(const db *d)
 {
     return d->sqlstate;
@@ -92,6 +87,17 @@ static void db_notice(void *arg, const char *message)
     (void)message;
 }
 
+/* libpq's messages end in newlines and may span lines: one log-friendly line */
+static void db_one_line(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == '\n' || s[n - 1] == ' '))
+        s[--n] = '\0';
+    for (char *p = s; *p; p++)
+        if (*p == '\n')
+            *p = ' ';
+}
+
 int db_connect(db *d, char *errbuf, size_t errlen)
 {
     if (db_connected(d))
@@ -104,12 +110,7 @@ int db_connect(db *d, char *errbuf, size_t errlen)
     d->conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(d->conn) != CONNECTION_OK) {
         snprintf(errbuf, errlen, "%s", PQerrorMessage(d->conn));
-        size_t n = strlen(errbuf);
-        while (n && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
-            errbuf[--n] = '\0';
-        for (char *p = errbuf; *p; p++)
-            if (*p == '\n')
-                *p = ' ';
+        db_one_line(errbuf);
         db_drop(d);
         return DB_ECONN;
     }
@@ -164,12 +165,7 @@ static int db_classify(db *d, PGresult *r, const char *what, char *errbuf, size_
     if (!msg || !*msg)
         msg = PQerrorMessage(d->conn);
     snprintf(errbuf, errlen, "%s: %s", what, msg);
-    size_t n = strlen(errbuf);
-    while (n && (errbuf[n - 1] == '\n' || errbuf[n - 1] == ' '))
-        errbuf[--n] = '\0';
-    for (char *p = errbuf; *p; p++)
-        if (*p == '\n')
-            *p = ' ';
+    db_one_line(errbuf);
     /* class 08 is connection exception; 57P01..57P03 are shutdowns */
     int lost = PQstatus(d->conn) != CONNECTION_OK ||
                (st && (!strncmp(st, "08", 2) || !strncmp(st, "57P", 3)));

@@ -30,8 +30,6 @@ int db_ensure(db *d, volatile int *stop);
 
 int db_connected(const db *d);
 PGconn *db_conn(db *d); /* NULL when not connected */
-/* how many times the connection was re-established after a loss */
-long db_reconnects(const db *d);
 
 /* Runs statement `name` (sql is used to prepare it) with n text params
  * (NULL = SQL NULL). On DB_OK *res holds the result (caller PQclear()s it;

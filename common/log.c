@@ -27,9 +27,17 @@ int log_set_level_name(const char *name)
     return -1;
 }
 
-void log_set_level(enum log_level level)
+const char *log_quote(const char *s, char *buf, size_t len)
 {
-    log_min = level;
+    size_t o = 0;
+    for (; s && *s && o + 3 < len; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            buf[o++] = '\\';
+        buf[o++] = ch < ' ' ? ' ' : (char)ch;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
 int log_enabled(enum log_level level)

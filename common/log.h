@@ -5,12 +5,17 @@
 #ifndef DAGQ_LOG_H
 #define DAGQ_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 void log_init(const char *prog);
 /* Returns 0, or -1 when name is not debug|info|warn|error. */
 int log_set_level_name(const char *name);
-void log_set_level(enum log_level level);
+/* s made safe inside a quoted log value: '"' and '\\' escaped, control
+ * characters as blanks, cut to fit buf; returns buf. */
+const char *log_quote(const char *s, char *buf, size_t len);
+
 int log_enabled(enum log_level level);
 
 /* msg is quoted; ctx is a printf format of extra `key=value` pairs (may be ""). */

@@ -177,7 +177,7 @@ void metrics_label_escape(const char *s, char *buf, size_t len)
     buf[o] = '\0';
 }
 
-void metrics_ti_state(metrics *m, const char *group, const char *state)
+void metrics_ti_state(metrics *m, const char *group, const char *state, long long n)
 {
     if (!m)
         return;
@@ -185,7 +185,7 @@ void metrics_ti_state(metrics *m, const char *group, const char *state)
     metrics_label_escape(group, g, sizeof g);
     metrics_label_escape(state, st, sizeof st);
     snprintf(labels, sizeof labels, "group=\"%s\",state=\"%s\"", g, st);
-    metrics_counter_add(m, "dagq_task_instances_total", labels, 1);
+    metrics_counter_add(m, "dagq_task_instances_total", labels, n);
 }
 
 void metrics_run_finished(metrics *m, const char *state)

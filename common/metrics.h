@@ -41,7 +41,8 @@ void metrics_histogram_observe(metrics *m, const char *name, const char *labels,
 void metrics_label_escape(const char *s, char *buf, size_t len);
 
 /* Shorthands for the figures the daemons count. */
-void metrics_ti_state(metrics *m, const char *group, const char *state); /* +1 moved to state */
+/* n more task instances of group moved to state */
+void metrics_ti_state(metrics *m, const char *group, const char *state, long long n);
 void metrics_run_finished(metrics *m, const char *state);
 void metrics_worker_slots(metrics *m, int busy, int slots);
 

@@ -48,6 +48,26 @@ static const queue__ops *queue_pick(const char *url, char *errbuf, size_t errlen
     return NULL;
 }
 
+/* What every call naming a worker group or handing back a message needs,
+ * checked here once for both brokers. */
+static int queue_group_ok(const char *group, char *errbuf, size_t errlen)
+{
+    if (group && *group)
+        return QUEUE_OK;
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "worker group name is empty");
+    return QUEUE_EINVAL;
+}
+
+static int queue_msg_ok(const queue_consumer *c, const queue_msg *m, char *errbuf, size_t errlen)
+{
+    if (m && m->priv && *(const queue__ops *const *)m->priv == c->ops)
+        return QUEUE_OK;
+    if (errbuf && errlen)
+        snprintf(errbuf, errlen, "not a message of a %s consumer", c->ops->scheme);
+    return QUEUE_EINVAL;
+}
+
 int queue_url_check(const char *url, char *errbuf, size_t errlen)
 {
     const queue__ops *ops = queue_pick(url, errbuf, errlen);
@@ -83,12 +103,18 @@ void queue_free(queue *q)
 
 int queue_ensure_group(queue *q, const char *group, char *errbuf, size_t errlen)
 {
+    int rc = queue_group_ok(group, errbuf, errlen);
+    if (rc)
+        return rc;
     return q->ops->ensure_group(q->impl, group, errbuf, errlen);
 }
 
 int queue_push(queue *q, const char *group, const void *data, size_t len, char *errbuf,
                size_t errlen)
 {
+    int rc = queue_group_ok(group, errbuf, errlen);
+    if (rc)
+        return rc;
     return q->ops->push(q->impl, group, data, len, errbuf, errlen);
 }
 
@@ -99,6 +125,9 @@ int queue_flush(queue *q, int timeout_ms, char *errbuf, size_t errlen)
 
 int queue_backlog(queue *q, const char *group, int64_t *backlog, char *errbuf, size_t errlen)
 {
+    int rc = queue_group_ok(group, errbuf, errlen);
+    if (rc)
+        return rc;
     return q->ops->backlog(q->impl, group, backlog, errbuf, errlen);
 }
 
@@ -108,6 +137,8 @@ int queue_consumer_open(const queue_conf *conf, const char *group, queue_consume
     *out = NULL;
     const queue__ops *ops = queue_pick(conf->broker_url, errbuf, errlen);
     if (!ops)
+        return QUEUE_EINVAL;
+    if (queue_group_ok(group, errbuf, errlen))
         return QUEUE_EINVAL;
     void *impl = NULL;
     int rc = ops->consumer_open(conf, group, &impl, errbuf, errlen);
@@ -132,17 +163,30 @@ int queue_consumer_poll(queue_consumer *c, int max, int timeout_ms, queue_msg **
                         char *errbuf, size_t errlen)
 {
     *n = 0;
+    if (max < 0) {
+        if (errbuf && errlen)
+            snprintf(errbuf, errlen, "poll: max must be >= 0");
+        return QUEUE_EINVAL;
+    }
+    if (timeout_ms < 0)
+        timeout_ms = 0;
     return c->ops->consumer_poll(c->impl, max, timeout_ms, msgs, n, errbuf, errlen);
 }
 
 int queue_consumer_ack(queue_consumer *c, queue_msg *m, char *errbuf, size_t errlen)
 {
+    int rc = queue_msg_ok(c, m, errbuf, errlen);
+    if (rc)
+        return rc;
     return c->ops->consumer_ack(c->impl, m, errbuf, errlen);
 }
 
 int queue_consumer_dead_letter(queue_consumer *c, queue_msg *m, const char *reason, char *errbuf,
                                size_t errlen)
 {
+    int rc = queue_msg_ok(c, m, errbuf, errlen);
+    if (rc)
+        return rc;
     return c->ops->consumer_dead_letter(c->impl, m, reason, errbuf, errlen);
 }
 

@@ -67,7 +67,9 @@ void queue_free(queue *q);
 int queue_ensure_group(queue *q, const char *group, char *errbuf, size_t errlen);
 
 /* Appends a message for group to the outgoing batch; queue_flush sends the
- * batch and waits up to timeout_ms until the broker has every message.
+ * batch and waits up to timeout_ms until the broker has every message. The
+ * first push to a group makes sure its queue exists (queue_ensure_group);
+ * the producer remembers the groups it has ensured.
  * On error some of the batch may not have been stored: callers rely on the
  * queued-timeout re-push, never on a retry of the batch. */
 int queue_push(queue *q, const char *group, const void *data, size_t len, char *errbuf,

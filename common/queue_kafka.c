@@ -217,8 +217,7 @@ typedef struct kq_msg {
     int32_t partition;
     int64_t offset;
     uint64_t gen;
-    size_t len;
-    char data[]; /* payload, then a NUL */
+    char data[]; /* payload (pub.len bytes), then a NUL */
 } kq_msg;
 
 typedef struct kq_consumer {
@@ -248,16 +247,6 @@ static int64_t kq_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* s with '"' and '\\' made harmless, for a key="value" log field. */
-static const char *kq_q(const char *s, char *buf, size_t len)
-{
-    size_t j = 0;
-    for (; s && *s && j + 1 < len; s++)
-        buf[j++] = (*s == '"' || *s == '\\' || *s == '\n') ? '\'' : *s;
-    buf[j] = '\0';
-    return buf;
 }
 
 /* QUEUE_E* for a librdkafka error: unreachable brokers are retriable. */
@@ -377,10 +366,6 @@ static int kq_topic_name(const kq_settings *s, const char *group, char **out, ch
                          size_t errlen)
 {
     *out = NULL;
-    if (!group || !*group) {
-        snprintf(errbuf, errlen, "kafka: the worker group name is empty");
-        return QUEUE_EINVAL;
-    }
     if (!strcmp(group, KQ_DEAD_LETTER)) {
         snprintf(errbuf, errlen,
                  "kafka: worker group \"%s\" is reserved: its topic %s%s holds dead letters", group,
@@ -576,7 +561,7 @@ static void kq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
             cl->down = true;
             log_warn("kafka brokers unreachable; librdkafka keeps reconnecting",
                      "kafka=%s role=%s group=%s reason=\"%s\"", rd_kafka_name(rk), cl->role,
-                     cl->label, kq_q(reason, q, sizeof q));
+                     cl->label, log_quote(reason, q, sizeof q));
         }
         pthread_mutex_unlock(&cl->bmu);
         return;
@@ -587,16 +572,17 @@ static void kq_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
         atomic_store(&cl->fatal, 1);
         log_error("kafka fatal error", "kafka=%s role=%s group=%s err=%s reason=\"%s\"",
                   rd_kafka_name(rk), cl->role, cl->label, rd_kafka_err2name(orig),
-                  kq_q(why, q, sizeof q));
+                  log_quote(why, q, sizeof q));
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE) {
         log_debug("kafka connection error", "kafka=%s role=%s err=%s reason=\"%s\"",
-                  rd_kafka_name(rk), cl->role, rd_kafka_err2name(err), kq_q(reason, q, sizeof q));
+                  rd_kafka_name(rk), cl->role, rd_kafka_err2name(err),
+                  log_quote(reason, q, sizeof q));
         return;
     }
     log_warn("kafka error", "kafka=%s role=%s group=%s err=%s reason=\"%s\"", rd_kafka_name(rk),
-             cl->role, cl->label, rd_kafka_err2name(err), kq_q(reason, q, sizeof q));
+             cl->role, cl->label, rd_kafka_err2name(err), log_quote(reason, q, sizeof q));
 }
 
 static rd_kafka_resp_err_t kq_on_new(rd_kafka_t *rk, const rd_kafka_conf_t *conf, void *opaque,
@@ -1055,11 +1041,11 @@ static void kq_lag_error_cb(rd_kafka_t *rk, int err, const char *reason, void *o
         atomic_store(&cl->fatal, 1);
         log_warn("kafka backlog reader failed; it is made again",
                  "kafka=%s group=%s err=%s reason=\"%s\"", rd_kafka_name(rk), cl->label,
-                 rd_kafka_err2name(orig), kq_q(why, q, sizeof q));
+                 rd_kafka_err2name(orig), log_quote(why, q, sizeof q));
         return;
     }
     log_debug("kafka backlog reader error", "kafka=%s group=%s err=%s reason=\"%s\"",
-              rd_kafka_name(rk), cl->label, rd_kafka_err2name(err), kq_q(reason, q, sizeof q));
+              rd_kafka_name(rk), cl->label, rd_kafka_err2name(err), log_quote(reason, q, sizeof q));
 }
 
 static void kq_lag_free(kq_lag *l)
@@ -1091,7 +1077,6 @@ static int kq_lag_new(const kq_settings *s, const char *group, const char *group
     l->group = mem_strdup(group);
     l->group_id = mem_strdup(group_id);
     kq_client_init(&l->cl, "backlog", l->group);
-    kq_client_reset(&l->cl);
     const kq_kv forced[] = {{"group.id", l->group_id},
                             {"enable.auto.commit", "false"},
                             {"enable.auto.offset.store", "false"},
@@ -1523,7 +1508,6 @@ static kq_msg *kc_take(kq_consumer *c, const rd_kafka_message_t *m)
     km->ops = &queue__kafka_ops;
     km->partition = m->partition;
     km->offset = m->offset;
-    km->len = m->len;
     if (m->len)
         memcpy(km->data, m->payload, m->len);
     km->data[m->len] = '\0';
@@ -1559,19 +1543,14 @@ static void kc_consumer_error(kq_consumer *c, const rd_kafka_message_t *m)
         return;
     log_warn("kafka consumer error", "group=%s topic=%s partition=%d err=%s reason=\"%s\"",
              c->group, m->rkt ? rd_kafka_topic_name(m->rkt) : "-", (int)m->partition,
-             rd_kafka_err2name(m->err), kq_q(rd_kafka_message_errstr(m), q, sizeof q));
+             rd_kafka_err2name(m->err), log_quote(rd_kafka_message_errstr(m), q, sizeof q));
 }
 
 static int kq_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msgs, int *n,
                             char *errbuf, size_t errlen)
 {
     kq_consumer *c = impl;
-    *n = 0;
-    if (max < 0) {
-        snprintf(errbuf, errlen, "kafka: poll: max must be >= 0");
-        return QUEUE_EINVAL;
-    }
-    int64_t deadline = kq_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = kq_now_ms() + timeout_ms;
 
     if (max == 0) {
         /* No free slot: take nothing, stay in the group. */
@@ -1701,7 +1680,7 @@ static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason
         rd_kafka_headers_t *h = rd_kafka_headers_new(2);
         rd_kafka_header_add(h, KQ_HEADER_REASON, -1, reason ? reason : "", -1);
         rd_kafka_header_add(h, KQ_HEADER_SOURCE, -1, source, -1);
-        rc = kq_producer_send(c->dl, topic, m->data, m->len, h, errbuf, errlen);
+        rc = kq_producer_send(c->dl, topic, m->data, m->pub.len, h, errbuf, errlen);
         if (rc)
             rd_kafka_headers_destroy(h);
     }
@@ -1712,7 +1691,7 @@ static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason
     if (!rc) {
         char q[512];
         log_warn("message dead-lettered", "group=%s id=%s topic=%s reason=\"%s\"", c->group, qm->id,
-                 topic, kq_q(reason, q, sizeof q));
+                 topic, log_quote(reason, q, sizeof q));
         rc = kq_consumer_ack(c, qm, errbuf, errlen);
     }
     mem_free(topic);

@@ -137,21 +137,6 @@ static void qr_err(char *errbuf, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* s made safe inside a double-quoted log value: " and \ escaped, control
- * characters as spaces, cut to fit buf. */
-static const char *qr_logq(const char *s, char *buf, size_t len)
-{
-    size_t o = 0;
-    for (; s && *s && o + 3 < len; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            buf[o++] = '\\';
-        buf[o++] = ch < ' ' ? ' ' : (char)ch;
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
 static int64_t qr_now_ms(void)
 {
     struct timespec ts;
@@ -487,7 +472,7 @@ static void qr_conn_drop(qr_conn *conn, const char *why)
         return;
     char q[300];
     log_warn("redis connection lost", "broker=%s conn=%s%s%s err=\"%s\"", conn->url->addr,
-             conn->role, qr_sep(conn), conn->label, qr_logq(why, q, sizeof q));
+             conn->role, qr_sep(conn), conn->label, log_quote(why, q, sizeof q));
     /* hiredis reports a socket timeout as an I/O error with strerror(EAGAIN) */
     conn->timed_out = conn->ctx->err == REDIS_ERR_IO && (strcmp(why, strerror(EAGAIN)) == 0 ||
                                                          strcmp(why, strerror(EWOULDBLOCK)) == 0);
@@ -629,7 +614,7 @@ fail:
         log_warn("redis reconnect failed",
                  "broker=%s conn=%s%s%s attempt=%d retry_in_ms=%d err=\"%s\"", conn->url->addr,
                  conn->role, qr_sep(conn), conn->label, conn->failures, delay,
-                 qr_logq(why, q, sizeof q));
+                 log_quote(why, q, sizeof q));
     qr_err(errbuf, errlen, "redis %s: %s", conn->url->addr, why);
     return rc;
 }
@@ -729,15 +714,6 @@ static int qr_ensure_group(qr_conn *conn, const char *group, const char *stream,
     return rc;
 }
 
-static int qr_check_group(const char *group, char *errbuf, size_t errlen)
-{
-    if (!group || !*group) {
-        qr_err(errbuf, errlen, "worker group name is empty");
-        return QUEUE_EINVAL;
-    }
-    return 0;
-}
-
 static const char *qr_prefix(const queue_conf *conf)
 {
     return conf->redis_prefix && *conf->redis_prefix ? conf->redis_prefix : QR_DEFAULT_PREFIX;
@@ -753,6 +729,13 @@ typedef struct qr_producer {
     int batch_lost;  /* XADDs appended to a connection since lost */
     int deferred_rc; /* error of an implicit flush, for the next queue_flush */
     char deferred_err[256];
+    /* groups whose stream and consumer group this producer created (or
+     * found), with their stream keys: the first push to a group ensures it,
+     * later pushes only look it up */
+    struct qr_ensured {
+        char *group, *stream;
+    } * ensured;
+    int n_ensured;
 } qr_producer;
 
 static char *qr_stream_key(const char *prefix, const char *group)
@@ -805,6 +788,11 @@ static void qr_free(void *impl)
                  p->batch + p->batch_lost);
     qr_conn_close(&p->conn);
     qr_url_clear(&p->url);
+    for (int i = 0; i < p->n_ensured; i++) {
+        mem_free(p->ensured[i].group);
+        mem_free(p->ensured[i].stream);
+    }
+    mem_free(p->ensured);
     mem_free(p->prefix);
     mem_free(p);
 }
@@ -862,7 +850,6 @@ static int qr_flush_batch(qr_producer *p, int timeout_ms, char *errbuf, size_t e
 static int qr_flush(void *impl, int timeout_ms, char *errbuf, size_t errlen)
 {
     qr_producer *p = impl;
-    char q[300];
     int rc = qr_flush_batch(p, timeout_ms, errbuf, errlen);
     if (p->deferred_rc) {
         if (!rc) {
@@ -871,10 +858,7 @@ static int qr_flush(void *impl, int timeout_ms, char *errbuf, size_t errlen)
         }
         p->deferred_rc = 0;
     }
-    if (rc)
-        log_warn("redis flush failed", "broker=%s err=\"%s\"", p->url.addr,
-                 qr_logq(errbuf && errlen ? errbuf : queue_strerror(rc), q, sizeof q));
-    return rc;
+    return rc; /* the caller logs a failure */
 }
 
 /* Before any other command: the replies of a pending batch come first. */
@@ -891,28 +875,46 @@ static void qr_implicit_flush(qr_producer *p)
     }
 }
 
-static int qr_ensure_group_op(void *impl, const char *group, char *errbuf, size_t errlen)
+/* Sets *stream to group's stream key, creating its stream and consumer
+ * group the first time this producer meets the group. */
+static int qr_producer_ensure(qr_producer *p, const char *group, const char **stream_out,
+                              char *errbuf, size_t errlen)
 {
-    qr_producer *p = impl;
-    int rc = qr_check_group(group, errbuf, errlen);
-    if (rc)
-        return rc;
+    for (int i = 0; i < p->n_ensured; i++)
+        if (!strcmp(p->ensured[i].group, group)) {
+            *stream_out = p->ensured[i].stream;
+            return QUEUE_OK;
+        }
     qr_implicit_flush(p);
     char *stream = qr_stream_key(p->prefix, group);
     qr_sigpipe sp;
     qr_sigpipe_block(&sp);
-    rc = qr_ensure_group(&p->conn, group, stream, errbuf, errlen);
+    int rc = qr_ensure_group(&p->conn, group, stream, errbuf, errlen);
     qr_sigpipe_restore(&sp);
-    mem_free(stream);
-    return rc;
+    if (rc) {
+        mem_free(stream);
+        return rc;
+    }
+    p->ensured = mem_realloc(p->ensured, sizeof *p->ensured * (size_t)(p->n_ensured + 1));
+    p->ensured[p->n_ensured++] = (struct qr_ensured){mem_strdup(group), stream};
+    *stream_out = stream;
+    return QUEUE_OK;
+}
+
+static int qr_ensure_group_op(void *impl, const char *group, char *errbuf, size_t errlen)
+{
+    qr_producer *p = impl;
+    const char *stream;
+    return qr_producer_ensure(p, group, &stream, errbuf, errlen);
 }
 
 static int qr_push(void *impl, const char *group, const void *data, size_t len, char *errbuf,
                    size_t errlen)
 {
     qr_producer *p = impl;
-    int rc = qr_check_group(group, errbuf, errlen);
-    if (rc)
+    const char *stream;
+    int rc;
+    if ((rc = qr_producer_ensure(p, group, &stream, errbuf, errlen)))
         return rc;
     if (!p->batch)
         qr_conn_check_idle(&p->conn);
@@ -925,18 +927,15 @@ static int qr_push(void *impl, const char *group, const void *data, size_t len, 
         if (rc)
             return rc;
     }
-    char *stream = qr_stream_key(p->prefix, group);
     const char *argv[] = {"XADD", stream, "*", "m", data ? (const char *)data : ""};
     size_t lens[] = {4, strlen(stream), 1, 1, data ? len : 0};
     if (redisAppendCommandArgv(p->conn.ctx, 5, argv, lens) != REDIS_OK) {
         qr_err(errbuf, errlen, "redis %s XADD %s: %s", p->url.addr, stream, p->conn.ctx->errstr);
         qr_conn_drop(&p->conn, p->conn.ctx->errstr);
         qr_producer_sync(p);
-        mem_free(stream);
         return QUEUE_ECONN;
     }
     p->batch++;
-    mem_free(stream);
     return QUEUE_OK;
 }
 
@@ -970,16 +969,13 @@ static int qr_backlog(void *impl, const char *group, int64_t *backlog, char *err
 {
     qr_producer *p = impl;
     *backlog = 0;
-    int rc = qr_check_group(group, errbuf, errlen);
-    if (rc)
-        return rc;
     qr_implicit_flush(p);
     char *stream = qr_stream_key(p->prefix, group);
     const char *argv[] = {"XINFO", "GROUPS", stream};
     redisReply *r = NULL;
     qr_sigpipe sp;
     qr_sigpipe_block(&sp);
-    rc = qr_conn_run(&p->conn, "XINFO GROUPS", 3, argv, NULL, 0, &r, errbuf, errlen);
+    int rc = qr_conn_run(&p->conn, "XINFO GROUPS", 3, argv, NULL, 0, &r, errbuf, errlen);
     if (rc)
         goto done;
     if (qr_reply_is(r, "ERR no such key")) {
@@ -1104,11 +1100,8 @@ static int qr_consumer_open(const queue_conf *conf, const char *group, void **im
                             size_t errlen)
 {
     *impl = NULL;
-    int rc = qr_check_group(group, errbuf, errlen);
-    if (rc)
-        return rc;
     qr_consumer *c = mem_calloc(1, sizeof *c);
-    rc = qr_url_parse(conf->broker_url, &c->url, errbuf, errlen);
+    int rc = qr_url_parse(conf->broker_url, &c->url, errbuf, errlen);
     if (rc) {
         mem_free(c);
         return rc;
@@ -1146,7 +1139,6 @@ static int qr_consumer_open(const queue_conf *conf, const char *group, void **im
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->cmd_mu, NULL);
-    c->block_id = c->rconn.client_id;
     log_info("redis consumer ready", "broker=%s %s", c->url.addr, c->label);
     *impl = c;
     return QUEUE_OK;
@@ -1173,16 +1165,16 @@ static void qr_consumer_free(void *impl)
     qr_sigpipe_restore(&sp);
     if (rc)
         log_warn("redis consumer left without cleanup", "broker=%s %s err=\"%s\"", c->url.addr,
-                 c->label, qr_logq(err, q, sizeof q));
+                 c->label, log_quote(err, q, sizeof q));
     else if (r->type == REDIS_REPLY_INTEGER && r->integer < 0)
         log_info("redis consumer left with pending entries; others will reclaim them",
                  "broker=%s %s", c->url.addr, c->label);
     else if (r->type == REDIS_REPLY_INTEGER)
         log_debug("redis consumer deleted", "broker=%s %s", c->url.addr, c->label);
     else if (!qr_reply_is(r, "NOGROUP"))
-        log_warn("redis consumer left without cleanup", "broker=%s %s err=\"%s\"", c->url.addr,
-                 c->label,
-                 qr_logq(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", q, sizeof q));
+        log_warn(
+            "redis consumer left without cleanup", "broker=%s %s err=\"%s\"", c->url.addr, c->label,
+            log_quote(r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply", q, sizeof q));
     if (r)
         freeReplyObject(r);
     pthread_mutex_destroy(&c->mu);
@@ -1205,20 +1197,15 @@ static queue_msg *qr_msg_new(qr_consumer *c, const redisReply *e)
     rm->ops = &queue__redis_ops;
     memcpy(rm->msg.id, id->str, id->len);
     rm->msg.id[id->len] = '\0';
-    char *data;
     if (m && m->type == REDIS_REPLY_STRING) {
-        data = mem_alloc(m->len + 1);
-        memcpy(data, m->str, m->len);
-        data[m->len] = '\0';
         rm->msg.len = m->len;
     } else {
         /* not written by dagq: an empty payload, which the worker dead-letters */
         log_warn("redis entry without field m", "broker=%s %s id=%s", c->url.addr, c->label,
                  rm->msg.id);
-        data = mem_calloc(1, 1);
         rm->msg.len = 0;
     }
-    rm->msg.data = data;
+    rm->msg.data = mem_strndup(rm->msg.len ? m->str : "", rm->msg.len);
     rm->msg.priv = rm;
     return &rm->msg;
 }
@@ -1342,13 +1329,6 @@ static int qr_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msg
                             char *errbuf, size_t errlen)
 {
     qr_consumer *c = impl;
-    *n = 0;
-    if (max < 0) {
-        qr_err(errbuf, errlen, "poll: max must be >= 0");
-        return QUEUE_EINVAL;
-    }
-    if (timeout_ms < 0)
-        timeout_ms = 0;
     int64_t deadline = qr_now_ms() + timeout_ms;
     if (qr_take_wake(c))
         return QUEUE_OK;
@@ -1422,15 +1402,6 @@ static int qr_consumer_poll(void *impl, int max, int timeout_ms, queue_msg **msg
     return QUEUE_OK;
 }
 
-static int qr_check_msg(const queue_msg *m, char *errbuf, size_t errlen)
-{
-    if (!m || !m->priv || *(const queue__ops *const *)m->priv != &queue__redis_ops) {
-        qr_err(errbuf, errlen, "not a message of a redis consumer");
-        return QUEUE_EINVAL;
-    }
-    return 0;
-}
-
 /* Runs the MULTI ... EXEC of ack or dead_letter on the command connection;
  * retried once on a fresh connection when the old one turns out broken. */
 static int qr_cmd_tx(qr_consumer *c, const char *what, int n, const int *argcs,
@@ -1471,22 +1442,14 @@ static int qr_cmd_tx(qr_consumer *c, const char *what, int n, const int *argcs,
 static int qr_consumer_ack(void *impl, queue_msg *m, char *errbuf, size_t errlen)
 {
     qr_consumer *c = impl;
-    int rc = qr_check_msg(m, errbuf, errlen);
-    if (rc)
-        return rc;
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
     const char *xack[] = {"XACK", c->stream, QR_GROUP, m->id};
     const char *xdel[] = {"XDEL", c->stream, m->id};
     const int argcs[] = {1, 4, 3, 1};
     const char **const argvs[] = {multi, xack, xdel, exec};
     const size_t *const lens[] = {NULL, NULL, NULL, NULL};
-    char q[300];
-    rc = qr_cmd_tx(c, "ack", 4, argcs, argvs, lens, errbuf, errlen);
-    if (rc)
-        log_warn("redis ack failed; the entry stays pending and will be reclaimed",
-                 "broker=%s %s id=%s err=\"%s\"", c->url.addr, c->label, m->id,
-                 qr_logq(errbuf && errlen ? errbuf : queue_strerror(rc), q, sizeof q));
-    else
+    int rc = qr_cmd_tx(c, "ack", 4, argcs, argvs, lens, errbuf, errlen);
+    if (rc == 0) /* the caller logs a failure */
         log_debug("redis entry acked", "broker=%s %s id=%s", c->url.addr, c->label, m->id);
     return rc;
 }
@@ -1495,9 +1458,6 @@ static int qr_consumer_dead_letter(void *impl, queue_msg *m, const char *reason,
                                    size_t errlen)
 {
     qr_consumer *c = impl;
-    int rc = qr_check_msg(m, errbuf, errlen);
-    if (rc)
-        return rc;
     if (!reason)
         reason = "";
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
@@ -1514,14 +1474,10 @@ static int qr_consumer_dead_letter(void *impl, queue_msg *m, const char *reason,
     const char **const argvs[] = {multi, xadd, xack, xdel, exec};
     const size_t *const lens[] = {NULL, xadd_lens, NULL, NULL, NULL};
     char q[300];
-    rc = qr_cmd_tx(c, "dead-letter", 5, argcs, argvs, lens, errbuf, errlen);
-    if (rc)
-        log_warn("redis dead-letter failed; the entry stays pending and will be reclaimed",
-                 "broker=%s %s id=%s err=\"%s\"", c->url.addr, c->label, m->id,
-                 qr_logq(errbuf && errlen ? errbuf : queue_strerror(rc), q, sizeof q));
-    else
+    int rc = qr_cmd_tx(c, "dead-letter", 5, argcs, argvs, lens, errbuf, errlen);
+    if (rc == 0) /* the caller logs a failure */
         log_warn("message dead-lettered", "broker=%s %s id=%s dead_letter=%s reason=\"%s\"",
-                 c->url.addr, c->label, m->id, c->dead_letter, qr_logq(reason, q, sizeof q));
+                 c->url.addr, c->label, m->id, c->dead_letter, log_quote(reason, q, sizeof q));
     return rc;
 }
 
@@ -1550,7 +1506,7 @@ static void qr_consumer_wake(void *impl)
         int done = rc || r->type != REDIS_REPLY_INTEGER || r->integer == 1;
         if (rc)
             log_warn("redis wake failed", "broker=%s %s err=\"%s\"", c->url.addr, c->label,
-                     qr_logq(err, q, sizeof q));
+                     log_quote(err, q, sizeof q));
         if (r)
             freeReplyObject(r);
         if (done)

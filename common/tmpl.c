@@ -1,5 +1,6 @@
 #include "tmpl.h"
 
+#include "cron.h"
 #include "mem.h"
 
 #include <stdarg.h>
@@ -106,22 +107,8 @@ fail:
     return -1;
 }
 
-/* Civil date from days since 1970-01-01 in the proleptic Gregorian calendar
- * (Howard Hinnant's days_from_civil inverse). Pure integer arithmetic: no
+/* UTC calendar fields of t, by integer arithmetic (cron_civil_from_days): no
  * time zone, no locale, and no gmtime failure for out-of-range years. */
-static void tmpl_civil(long long days, long long *y, int *m, int *d)
-{
-    long long z = days + 719468;
-    long long era = (z >= 0 ? z : z - 146096) / 146097;
-    long long doe = z - era * 146097;                                      /* [0, 146096] */
-    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
-    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
-    long long mp = (5 * doy + 2) / 153;                                    /* [0, 11] */
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 typedef struct tmpl_tm {
     long long year;
     int mon, day, hour, min, sec;
@@ -135,7 +122,9 @@ static tmpl_tm tmpl_utc(long long t)
         secs += 86400;
         days--;
     }
-    tmpl_civil(days, &tm.year, &tm.mon, &tm.day);
+    int64_t y;
+    cron_civil_from_days(days, &y, &tm.mon, &tm.day);
+    tm.year = y;
     tm.hour = (int)(secs / 3600);
     tm.min = (int)(secs / 60 % 60);
     tm.sec = (int)(secs % 60);

@@ -14,11 +14,6 @@
 
 /* The advisory lock of a scheduling pass ("dagqsch" folded into an int8). */
 #define SCHED_LOCK_KEY "7234031785934611"
-#define SCHED_MAX_GROUPS 256
-
-typedef struct sched_push {
-    msg_task m;
-} sched_push;
 
 struct sched {
     sched_conf conf;
@@ -27,10 +22,8 @@ struct sched {
     sched_stats stats;
     double connected_at; /* monotonic seconds of the last (re)connect */
     double last_housekeeping;
-    int repushed_once;              /* the startup re-push has been done */
-    char *groups[SCHED_MAX_GROUPS]; /* worker groups whose queue is known to exist */
-    int ngroups;
-    sched_push *pending; /* committed, not yet pushed */
+    int repushed_once; /* the startup re-push has been done */
+    msg_task *pending; /* committed, not yet pushed */
     int npending, cappending;
 };
 
@@ -59,8 +52,6 @@ void sched_free(sched *s)
 {
     if (!s)
         return;
-    for (int i = 0; i < s->ngroups; i++)
-        mem_free(s->groups[i]);
     mem_free(s->pending);
     mem_free(s);
 }
@@ -151,7 +142,6 @@ static int sched_create_runs(sched *s, char *err, size_t errlen)
             if (rc)
                 goto out;
             if (PQntuples(ins) == 1) {
-                s->stats.runs_created++;
                 active++;
                 log_info("run created", "dag=%s run=%s interval_start=%lld interval_end=%lld",
                          dag_id, PQgetvalue(ins, 0, 0), st, en);
@@ -281,7 +271,6 @@ static int sched_start_runs(sched *s, int *started, char *err, size_t errlen)
         PQclear(st);
         if (n < 0)
             continue;
-        s->stats.runs_started++;
         (*started)++;
         log_info("run started", "dag=%s run=%s tasks=%lld", PQgetvalue(r, i, 1), p[0], n);
         rc = sched_render_run(s, p[0], err, errlen);
@@ -318,8 +307,7 @@ static int sched_zombies(sched *s, char *err, size_t errlen)
                       err, errlen);
         if (rc == 0) {
             if (!PQgetisnull(a, 0, 0)) {
-                s->stats.zombies++;
-                metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 11), PQgetvalue(a, 0, 0));
+                metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 11), PQgetvalue(a, 0, 0), 1);
                 log_warn("zombie try taken away",
                          "dag=%s run=%s task=%s ti=%s try=%d worker=%s "
                          "silent_s=%.0f new_state=%s",
@@ -345,7 +333,7 @@ static void sched_collect(sched *s, PGresult *r)
         s->pending = mem_realloc(s->pending, sizeof *s->pending * (size_t)s->cappending);
     }
     for (int i = 0; i < n; i++) {
-        msg_task *m = &s->pending[s->npending++].m;
+        msg_task *m = &s->pending[s->npending++];
         memset(m, 0, sizeof *m);
         m->ti = sched_ll(r, i, 0);
         m->try_number = (int32_t)sched_ll(r, i, 1);
@@ -355,14 +343,6 @@ static void sched_collect(sched *s, PGresult *r)
         snprintf(m->group, sizeof m->group, "%s", PQgetvalue(r, i, 5));
         m->queued_at = sched_ll(r, i, 6);
     }
-}
-
-static int sched_group_known(sched *s, const char *group)
-{
-    for (int i = 0; i < s->ngroups; i++)
-        if (!strcmp(s->groups[i], group))
-            return 1;
-    return 0;
 }
 
 /* Pushes what committed passes queued. On failure the messages are kept and
@@ -375,17 +355,7 @@ static int sched_push_pending(sched *s)
     char err[512];
     int rc = 0, pushed = 0;
     for (int i = 0; i < s->npending; i++) {
-        msg_task *m = &s->pending[i].m;
-        if (!sched_group_known(s, m->group)) {
-            rc = queue_ensure_group(s->q, m->group, err, sizeof err);
-            if (rc) {
-                log_warn("cannot create the queue of a worker group; tries wait for the re-push",
-                         "group=%s error=\"%s\"", m->group, err);
-                break;
-            }
-            if (s->ngroups < SCHED_MAX_GROUPS)
-                s->groups[s->ngroups++] = mem_strdup(m->group);
-        }
+        msg_task *m = &s->pending[i];
         char *buf;
         size_t len;
         if (msg_encode(m, &buf, &len, err, sizeof err)) {
@@ -407,7 +377,6 @@ static int sched_push_pending(sched *s)
             log_warn("push failed; tries wait for the re-push", "error=\"%s\"", err);
     }
     if (rc) {
-        s->stats.push_errors++;
         if (s->npending > 100000) {
             log_warn("too many unpushed tries kept; leaving them to the re-push", "unpushed=%d",
                      s->npending);
@@ -419,7 +388,7 @@ static int sched_push_pending(sched *s)
     return rc;
 }
 
-static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t errlen)
+static int sched_queue(sched *s, int *full, char *err, size_t errlen)
 {
     char lim[16];
     snprintf(lim, sizeof lim, "%d", s->conf.batch);
@@ -432,25 +401,31 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r); i++)
-        for (long long k = sched_ll(r, i, 2); k > 0; k--)
-            metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+                         sched_ll(r, i, 2));
     PQclear(r);
     rc = db_query(s->d, "sched_queue_ready", "SELECT * FROM dagq.queue_ready($1)", 1, p, &r, err,
                   errlen);
     if (rc)
         return rc;
     *full = PQntuples(r) >= s->conf.batch;
-    s->stats.queued += PQntuples(r);
     for (int i = 0; i < PQntuples(r); i++) {
-        metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 5), "queued");
+        metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 5), "queued", 1);
         log_debug("queued", "dag=%s run=%s task=%s ti=%s try=%s group=%s", PQgetvalue(r, i, 2),
                   PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 5));
     }
     sched_collect(s, r);
     PQclear(r);
-    if (!housekeeping)
-        return 0;
+    return 0;
+}
+
+/* Pushes again the tries left 'queued' longer than the queued timeout. */
+static int sched_requeue_stale(sched *s, char *err, size_t errlen)
+{
+    PGresult *r;
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", s->conf.batch);
     /* A scheduler that just started cannot know whether its predecessor died
      * between COMMIT and push: its first housekeeping re-pushes what has been
      * queued for a couple of seconds instead of waiting the whole timeout
@@ -461,8 +436,8 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
     char to[32];
     snprintf(to, sizeof to, "%.3f", timeout);
     const char *q[2] = {to, lim};
-    rc = db_query(s->d, "sched_requeue", "SELECT * FROM dagq.requeue_stale($1, $2)", 2, q, &r, err,
-                  errlen);
+    int rc = db_query(s->d, "sched_requeue", "SELECT * FROM dagq.requeue_stale($1, $2)", 2, q, &r,
+                      err, errlen);
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r); i++)
@@ -470,7 +445,6 @@ static int sched_queue(sched *s, int housekeeping, int *full, char *err, size_t 
                  "dag=%s run=%s task=%s ti=%s try=%s group=%s queued_timeout_s=%.0f",
                  PQgetvalue(r, i, 2), PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
                  PQgetvalue(r, i, 1), PQgetvalue(r, i, 5), s->conf.queued_timeout_s);
-    s->stats.repushed += PQntuples(r);
     s->repushed_once = 1;
     sched_collect(s, r);
     PQclear(r);
@@ -484,12 +458,11 @@ static int sched_finish_runs(sched *s, char *err, size_t errlen)
                       err, errlen);
     if (rc)
         return rc;
-    for (int i = 0; i < PQntuples(r); i++)
+    for (int i = 0; i < PQntuples(r); i++) {
         log_info("run finished", "dag=%s run=%s state=%s", PQgetvalue(r, i, 1), PQgetvalue(r, i, 0),
                  PQgetvalue(r, i, 2));
-    s->stats.runs_finished += PQntuples(r);
-    for (int i = 0; i < PQntuples(r); i++)
         metrics_run_finished(s->conf.metrics, PQgetvalue(r, i, 2));
+    }
     PQclear(r);
     return 0;
 }
@@ -516,7 +489,7 @@ int sched_pass(sched *s)
         rc = db_exec(s->d, "ROLLBACK", err, sizeof err);
         if (rc == 0 && s->npending && sched_push_pending(s) == QUEUE_ECONN)
             return QUEUE_ECONN;
-        return rc ? rc : 0;
+        return rc;
     }
     if (housekeeping) {
         if ((rc = sched_create_runs(s, err, sizeof err)))
@@ -526,6 +499,8 @@ int sched_pass(sched *s)
         if (t0 - s->connected_at >= s->conf.heartbeat_timeout_s &&
             (rc = sched_zombies(s, err, sizeof err)))
             goto fail;
+        if ((rc = sched_requeue_stale(s, err, sizeof err)))
+            goto fail;
     }
     int started = 0;
     if ((rc = sched_start_runs(s, &started, err, sizeof err)))
@@ -534,10 +509,9 @@ int sched_pass(sched *s)
         /* commit new runs' task instances at once and queue them in the next
          * pass: the first tries start sooner than after one long transaction */
         full = 1;
-        housekeeping = 0;
         goto commit;
     }
-    if ((rc = sched_queue(s, housekeeping, &full, err, sizeof err)))
+    if ((rc = sched_queue(s, &full, err, sizeof err)))
         goto fail;
     if ((rc = sched_finish_runs(s, err, sizeof err)))
         goto fail;

@@ -21,9 +21,8 @@ typedef struct sched_conf {
 } sched_conf;
 
 typedef struct sched_stats {
-    long long passes, queued, repushed, zombies, runs_created, runs_started, runs_finished;
-    long long push_errors;
-    double last_pass_ms;
+    long long passes;    /* committed passes */
+    double last_pass_ms; /* duration of the last committed pass, push included */
 } sched_stats;
 
 typedef struct sched sched; /* opaque */

@@ -4,18 +4,11 @@
 
 #include <stdio.h>
 
-static int timetable_parse(const timetable_dag *d, cron_expr **c, char *errbuf, size_t errlen)
-{
-    if (cron_parse(d->schedule, c, errbuf, errlen) != 0)
-        return -1;
-    return 0;
-}
-
 int timetable_after(const timetable_dag *d, long long end, long long *nstart, long long *nend,
                     char *errbuf, size_t errlen)
 {
     cron_expr *c;
-    if (timetable_parse(d, &c, errbuf, errlen))
+    if (cron_parse(d->schedule, &c, errbuf, errlen))
         return -1;
     time_t n;
     int rc = cron_next(c, d->timezone, (time_t)end, &n, errbuf, errlen);
@@ -33,16 +26,10 @@ int timetable_next(const timetable_dag *d, long long now, long long *start, long
                    char *errbuf, size_t errlen)
 {
     cron_expr *c;
-    if (timetable_parse(d, &c, errbuf, errlen))
+    if (cron_parse(d->schedule, &c, errbuf, errlen))
         return -1;
     int rc = -1;
     time_t s = 0, e = 0;
-    long long base = d->start_date ? d->start_date : d->created_at;
-    time_t first_s, first_e;
-    /* the first fire at or after base starts the first interval */
-    if (cron_next(c, d->timezone, (time_t)(base - 1), &first_s, errbuf, errlen) ||
-        cron_next(c, d->timezone, first_s, &first_e, errbuf, errlen))
-        goto out;
     if (d->next_start || d->next_end) {
         s = (time_t)d->next_start;
         e = (time_t)d->next_end;
@@ -56,14 +43,16 @@ int timetable_next(const timetable_dag *d, long long now, long long *start, long
                 e = le;
             }
         }
-    } else if (d->catchup) {
-        s = first_s;
-        e = first_e;
     } else {
-        time_t le, ls;
-        if (cron_prev(c, d->timezone, (time_t)now, &le, errbuf, errlen) == 0 &&
+        /* no interval yet: the first fire at or after base starts the first */
+        long long base = d->start_date ? d->start_date : d->created_at;
+        time_t first_s, first_e, le, ls;
+        if (cron_next(c, d->timezone, (time_t)(base - 1), &first_s, errbuf, errlen) ||
+            cron_next(c, d->timezone, first_s, &first_e, errbuf, errlen))
+            goto out;
+        if (!d->catchup && cron_prev(c, d->timezone, (time_t)now, &le, errbuf, errlen) == 0 &&
             cron_prev(c, d->timezone, le - 1, &ls, errbuf, errlen) == 0 && ls >= first_s) {
-            s = ls;
+            s = ls; /* without catchup: the latest complete interval */
             e = le;
         } else {
             s = first_s;

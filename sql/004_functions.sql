@@ -83,26 +83,27 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION dagq.pause(p_dag_id text) RETURNS void
+-- Pausing and unpausing: one writer; only unpausing wakes the schedulers
+-- (a paused DAG needs no pass to stop).
+CREATE FUNCTION dagq.set_paused(p_dag_id text, p_paused boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE dagq.dag SET is_paused = true WHERE dag_id = p_dag_id;
+    UPDATE dagq.dag SET is_paused = p_paused WHERE dag_id = p_dag_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'dagq.pause: unknown DAG "%"', p_dag_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'dagq.%: unknown DAG "%"', CASE WHEN p_paused THEN 'pause' ELSE 'unpause' END,
+            p_dag_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT p_paused THEN
+        PERFORM pg_notify('dagq', 'unpause');
     END IF;
 END;
 $$;
 
+CREATE FUNCTION dagq.pause(p_dag_id text) RETURNS void
+LANGUAGE sql AS $$ SELECT dagq.set_paused(p_dag_id, true) $$;
+
 CREATE FUNCTION dagq.unpause(p_dag_id text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE dagq.dag SET is_paused = false WHERE dag_id = p_dag_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'dagq.unpause: unknown DAG "%"', p_dag_id USING ERRCODE = 'no_data_found';
-    END IF;
-    PERFORM pg_notify('dagq', 'unpause');
-END;
-$$;
+LANGUAGE sql AS $$ SELECT dagq.set_paused(p_dag_id, false) $$;
 
 ------------------------------------------------------------------------------
 -- For the scheduler.
@@ -196,11 +197,16 @@ DECLARE
     moved int;
 BEGIN
     -- upstream_failed and skipped verdicts need a failed, upstream_failed or
-    -- skipped upstream, or a waiting all_failed / one_failed task (those skip
-    -- when their upstreams succeed): without either in any running run,
-    -- there is nothing to evaluate
+    -- skipped upstream of a task instance still waiting, or a waiting
+    -- all_failed / one_failed task (those skip when their upstreams
+    -- succeed): without either in any running run, there is nothing to
+    -- evaluate (a run with a failure long settled does not count)
     IF NOT EXISTS (SELECT 1 FROM dagq.dag_run r
                      JOIN dagq.task_instance x ON x.run_id = r.run_id
+                     JOIN dagq.task_dependency e
+                       ON e.dag_id = x.dag_id AND e.upstream_task_id = x.task_id
+                     JOIN dagq.task_instance dn
+                       ON dn.run_id = x.run_id AND dn.task_id = e.task_id AND dn.state = 'scheduled'
                     WHERE r.state = 'running'
                       AND x.state IN ('failed', 'upstream_failed', 'skipped'))
        AND NOT EXISTS (SELECT 1 FROM dagq.task_instance x
@@ -485,8 +491,6 @@ RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     fin dagq.task_instance;
-    st text;
-    rid bigint;
 BEGIN
     IF NOT dagq.fence_try(p_ti_id, p_try, 'running', p_worker) THEN
         RETURN NULL;
@@ -500,10 +504,8 @@ BEGIN
                                 THEN clock_timestamp() + make_interval(secs => p_retry_in_s) END
      WHERE t.ti_id = p_ti_id
     RETURNING * INTO fin;
-    st := fin.state;
-    rid := fin.run_id;
     UPDATE dagq.task_try
-       SET state = st, ended_at = clock_timestamp(), exit_code = p_exit_code, note = p_note
+       SET state = fin.state, ended_at = clock_timestamp(), exit_code = p_exit_code, note = p_note
      WHERE ti_id = p_ti_id AND try_number = p_try;
     INSERT INTO dagq.task_log (ti_id, try_number, output, truncated_bytes)
     VALUES (p_ti_id, p_try, COALESCE(p_output, ''), COALESCE(p_truncated, 0))
@@ -517,17 +519,17 @@ BEGIN
     -- end" is "nothing left but running": tries ending at the same moment
     -- cannot see each other's end, so each of them wakes the schedulers and
     -- the last one is never missed.
-    IF st <> 'success' OR fin.pool IS NOT NULL
+    IF fin.state <> 'success' OR fin.pool IS NOT NULL
        OR EXISTS (SELECT 1 FROM dagq.task_dependency e
                    WHERE e.dag_id = fin.dag_id AND e.upstream_task_id = fin.task_id)
        OR EXISTS (SELECT 1 FROM dagq.dag_run r
                     JOIN dagq.task_instance x ON x.run_id = r.run_id AND x.state = 'scheduled'
                    WHERE r.dag_id = fin.dag_id AND r.state = 'running')
        OR NOT EXISTS (SELECT 1 FROM dagq.task_instance x
-                       WHERE x.run_id = rid AND x.state IN ('scheduled', 'queued', 'up_for_retry')) THEN
-        PERFORM pg_notify('dagq', rid::text);
+                       WHERE x.run_id = fin.run_id AND x.state IN ('scheduled', 'queued', 'up_for_retry')) THEN
+        PERFORM pg_notify('dagq', fin.run_id::text);
     END IF;
-    RETURN st;
+    RETURN fin.state;
 END;
 $$;
 

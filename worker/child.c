@@ -11,11 +11,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#define CHILD_READ 16384 /* bytes per read(2) of the output pipe */
+
 struct child {
     pid_t pid;
     int fd;
     char *buf;
-    size_t len;
+    size_t len, cap;
     unsigned long long total;
 };
 
@@ -72,7 +74,8 @@ int child_spawn(const char *command, char *const envp[], child **out, char *errb
     child *c = mem_calloc(1, sizeof *c);
     c->pid = pid;
     c->fd = p[0];
-    c->buf = mem_alloc(64 * 1024);
+    c->cap = 64 * 1024;
+    c->buf = mem_alloc(c->cap);
     *out = c;
     return 0;
 }
@@ -88,15 +91,12 @@ int child_fd(const child *c)
 }
 
 /* Keeps at most 2 * CHILD_OUTPUT_MAX in memory: when full, the last
- * CHILD_OUTPUT_MAX bytes move to the front. */
+ * CHILD_OUTPUT_MAX bytes move to the front. n is one read, at most
+ * CHILD_READ bytes (far below CHILD_OUTPUT_MAX). The buffer starts at 64 KiB
+ * and grows once, to 2 * CHILD_OUTPUT_MAX, when a try writes more. */
 static void child_keep(child *c, const char *data, size_t n)
 {
     c->total += n;
-    if (n >= CHILD_OUTPUT_MAX) {
-        data += n - CHILD_OUTPUT_MAX;
-        n = CHILD_OUTPUT_MAX;
-        c->len = 0;
-    }
     if (c->len + n > 2 * CHILD_OUTPUT_MAX) {
         size_t keep = CHILD_OUTPUT_MAX - n;
         if (keep > c->len)
@@ -104,9 +104,10 @@ static void child_keep(child *c, const char *data, size_t n)
         memmove(c->buf, c->buf + c->len - keep, keep);
         c->len = keep;
     }
-    size_t cap = c->len + n < 64 * 1024 ? 64 * 1024 : 2 * CHILD_OUTPUT_MAX;
-    if (cap > 64 * 1024)
-        c->buf = mem_realloc(c->buf, cap);
+    if (c->len + n > c->cap) {
+        c->cap = 2 * CHILD_OUTPUT_MAX;
+        c->buf = mem_realloc(c->buf, c->cap);
+    }
     memcpy(c->buf + c->len, data, n);
     c->len += n;
 }
@@ -115,7 +116,7 @@ int child_read(child *c)
 {
     if (c->fd < 0)
         return 1;
-    char tmp[16384];
+    char tmp[CHILD_READ];
     for (;;) {
         ssize_t n = read(c->fd, tmp, sizeof tmp);
         if (n > 0) {
@@ -138,9 +139,8 @@ void child_signal(child *c, int sig)
         kill(-c->pid, sig);
 }
 
-void child_exited(child *c, int status)
+void child_exited(child *c)
 {
-    (void)status;
     child_read(c);
     /* what the command left behind in its group would keep the pipe open and
      * outlive the try: end it */

@@ -26,10 +26,10 @@ int child_read(child *c);
 /* Sends sig to the child's whole process group. */
 void child_signal(child *c, int sig);
 
-/* Records the exit status from waitpid; reads the rest of the output that
- * is already in the pipe, closes it, and kills what the command left running
- * in its process group. */
-void child_exited(child *c, int status);
+/* After waitpid reported the command's exit: reads the rest of the output
+ * that is already in the pipe, closes it, and kills what the command left
+ * running in its process group. */
+void child_exited(child *c);
 
 /* The captured output as valid UTF-8 without NUL bytes (invalid bytes become
  * U+FFFD), with the number of earlier bytes not kept in *truncated. The string

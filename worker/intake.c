@@ -18,6 +18,7 @@ typedef struct intake_consumer {
     const char *group;
     queue_consumer *c; /* set by the thread; freed by intake_stop */
     pthread_t thread;
+    int want; /* under mu: the batch its current poll asked for; -1 between polls */
 } intake_consumer;
 
 struct intake {
@@ -29,7 +30,8 @@ struct intake {
     intake_item *head, *tail;
     atomic_int stopping;
     intake_consumer *consumers;
-    metrics *m; /* borrowed; may be NULL */
+    queue_consumer **idle; /* scratch for intake_slot_freed (the caller's thread) */
+    metrics *m;            /* borrowed; may be NULL */
 };
 
 static void intake_notify(intake *in)
@@ -39,8 +41,8 @@ static void intake_notify(intake *in)
     (void)w; /* a full pipe already means "wake up" */
 }
 
-/* Waits on the intake's condition variable for up to ms (stop or a freed slot
- * ends the wait). Called with mu held. */
+/* Waits on the intake's condition variable for up to ms (a reconnect
+ * backoff; only stop ends it early). Called with mu held. */
 static void intake_wait_locked(intake *in, int ms)
 {
     struct timespec ts;
@@ -94,6 +96,7 @@ static void *intake_thread(void *arg)
         if (want < 0)
             want = 0;
         in->reserved += want;
+        ic->want = want;
         pthread_mutex_unlock(&in->mu);
 
         queue_msg *msgs[INTAKE_MAX_BATCH];
@@ -102,6 +105,7 @@ static void *intake_thread(void *arg)
 
         pthread_mutex_lock(&in->mu);
         in->reserved -= want;
+        ic->want = -1;
         for (int i = 0; i < n; i++) {
             intake_item *it = mem_calloc(1, sizeof *it);
             it->msg = msgs[i];
@@ -146,9 +150,11 @@ intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slo
     pthread_cond_init(&in->cv, NULL);
     atomic_init(&in->stopping, 0);
     in->consumers = mem_calloc((size_t)ngroups, sizeof *in->consumers);
+    in->idle = mem_calloc((size_t)ngroups, sizeof *in->idle);
     for (int i = 0; i < ngroups; i++) {
         in->consumers[i].in = in;
         in->consumers[i].group = groups[i];
+        in->consumers[i].want = -1;
         pthread_create(&in->consumers[i].thread, NULL, intake_thread, &in->consumers[i]);
     }
     return in;
@@ -179,7 +185,23 @@ void intake_unget(intake *in, intake_item *it)
     pthread_mutex_unlock(&in->mu);
 }
 
-void intake_done(intake *in, intake_item *it, const char *reason)
+/* A slot was freed: consumers polling with no slot to offer (max == 0)
+ * look again at once. The others need no wake: a poll that asked for
+ * messages returns with the first one. Wakes are sent after mu is released
+ * (on Redis a wake is a round trip). Called with mu held; releases it. */
+static void intake_slot_freed_unlock(intake *in)
+{
+    int n = 0;
+    for (int i = 0; i < in->ngroups; i++)
+        if (in->consumers[i].c && in->consumers[i].want == 0)
+            in->idle[n++] = in->consumers[i].c;
+    pthread_mutex_unlock(&in->mu);
+    for (int i = 0; i < n; i++)
+        queue_consumer_wake(in->idle[i]);
+}
+
+/* Acks (or dead-letters, with reason) the item's message and frees it. */
+static void intake_settle(intake_item *it, const char *reason)
 {
     char err[512];
     int rc;
@@ -193,9 +215,22 @@ void intake_done(intake *in, intake_item *it, const char *reason)
                  "group=%s id=%s error=\"%s\"", it->group, it->msg->id, err);
     queue_msg_free(it->msg);
     mem_free(it);
+}
+
+void intake_done(intake *in, intake_item *it, const char *reason)
+{
+    intake_settle(it, reason);
     pthread_mutex_lock(&in->mu);
     in->inbox_n--;
-    pthread_cond_broadcast(&in->cv);
+    intake_slot_freed_unlock(in);
+}
+
+void intake_claimed(intake *in, intake_item *it)
+{
+    intake_settle(it, NULL);
+    pthread_mutex_lock(&in->mu);
+    in->inbox_n--;
+    in->running++;
     pthread_mutex_unlock(&in->mu);
 }
 
@@ -206,15 +241,10 @@ void intake_set_running(intake *in, int running)
     pthread_mutex_lock(&in->mu);
     int freed = running < in->running;
     in->running = running;
-    pthread_cond_broadcast(&in->cv);
-    if (freed) {
-        /* consumers idling with max == 0 (or blocked with a smaller batch)
-         * look again at once; wake is thread-safe */
-        for (int i = 0; i < in->ngroups; i++)
-            if (in->consumers[i].c)
-                queue_consumer_wake(in->consumers[i].c);
-    }
-    pthread_mutex_unlock(&in->mu);
+    if (freed)
+        intake_slot_freed_unlock(in);
+    else
+        pthread_mutex_unlock(&in->mu);
 }
 
 void intake_stop(intake *in)
@@ -239,6 +269,7 @@ void intake_stop(intake *in)
     for (int i = 0; i < in->ngroups; i++)
         queue_consumer_free(in->consumers[i].c);
     mem_free(in->consumers);
+    mem_free(in->idle);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
     mem_free(in);

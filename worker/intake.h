@@ -16,7 +16,7 @@
 typedef struct intake intake; /* opaque */
 
 typedef struct intake_item {
-    queue_msg *msg;           /* owned: give it back with intake_ack / intake_dead_letter */
+    queue_msg *msg;           /* owned: give it back with intake_done or intake_claimed */
     queue_consumer *consumer; /* borrowed */
     const char *group;        /* borrowed */
     struct intake_item *next;
@@ -28,14 +28,19 @@ intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slo
                      metrics *m);
 
 /* The oldest message, or NULL. The caller owns the item until it calls
- * intake_done. */
+ * intake_done or intake_claimed. */
 intake_item *intake_take(intake *in);
 /* Puts an item back at the head (e.g. the database is down). */
 void intake_unget(intake *in, intake_item *it);
 
 /* The message was decided on: acks it (or dead-letters it with reason when
- * reason is not NULL), frees it and the item. */
+ * reason is not NULL), frees it and the item, and frees its slot. */
 void intake_done(intake *in, intake_item *it, const char *reason);
+
+/* The message's try was claimed: acks it and frees it and the item; its slot
+ * passes to the try, counted as running until intake_set_running says
+ * otherwise, so no consumer can take it in between. */
+void intake_claimed(intake *in, intake_item *it);
 
 /* How many tries run now; frees slots for the consumers. */
 void intake_set_running(intake *in, int running);

@@ -83,7 +83,7 @@ static const config_option options[] = {
 typedef struct run {
     child *ch;
     long long ti, run_id;
-    int try_number, max_tries, exp_backoff, exited, status, timed_out;
+    int try_number, exp_backoff, exited, status, timed_out;
     double retry_delay, max_retry_delay;
     double started, deadline, kill_at; /* monotonic seconds; 0 = none */
     char dag[MSG_ID_MAX], task[MSG_ID_MAX], group[MSG_ID_MAX];
@@ -114,6 +114,11 @@ typedef struct worker {
     int draining;
     double drain_deadline;
     metrics *m; /* NULL without --http-port */
+    /* the worker's environment less its own DAGQ_* settings (credentials
+     * among them are not the tasks' business): every task's base, built
+     * once; the strings are environ's */
+    char **base_env;
+    size_t nbase_env;
 } worker;
 
 static double now_s(void)
@@ -233,7 +238,7 @@ static void worker_flush_results(worker *w)
                          "dag=%s task=%s ti=%lld try=%d worker=%s", x->dag, x->task, x->ti,
                          x->try_number, w->name);
             else {
-                metrics_ti_state(w->m, x->group, PQgetvalue(r, 0, 0));
+                metrics_ti_state(w->m, x->group, PQgetvalue(r, 0, 0), 1);
                 log_info("try finished", "dag=%s task=%s ti=%lld try=%d state=%s exit_code=%d",
                          x->dag, x->task, x->ti, x->try_number, PQgetvalue(r, 0, 0), x->exit_code);
             }
@@ -248,19 +253,24 @@ static void worker_flush_results(worker *w)
 
 /* ---- starting a try ------------------------------------------------------------- */
 
-static char **worker_env(worker *w, const msg_task *m, PGresult *claim, PGresult *env)
+static void worker_base_env(worker *w)
 {
     size_t n = 0;
     while (environ[n])
         n++;
-    size_t extra = 6 + (env ? (size_t)PQntuples(env) : 0);
-    char **e = mem_calloc(n + extra + 1, sizeof *e);
-    size_t k = 0;
-    /* the worker's own DAGQ_* settings (credentials among them) are not the
-     * task's business */
+    w->base_env = mem_calloc(n + 1, sizeof *w->base_env);
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "DAGQ_", 5) != 0)
-            e[k++] = mem_strdup(environ[i]);
+            w->base_env[w->nbase_env++] = environ[i];
+}
+
+/* The task's environment: the base, its DAGQ_* variables and its env. */
+static char **worker_env(worker *w, const msg_task *m, PGresult *claim, PGresult *env)
+{
+    size_t extra = 6 + (env ? (size_t)PQntuples(env) : 0);
+    char **e = mem_calloc(w->nbase_env + extra + 1, sizeof *e);
+    memcpy(e, w->base_env, w->nbase_env * sizeof *e);
+    size_t k = w->nbase_env;
     e[k++] = mem_printf("DAGQ_DAG_ID=%s", PQgetvalue(claim, 0, 3));
     e[k++] = mem_printf("DAGQ_TASK_ID=%s", PQgetvalue(claim, 0, 4));
     e[k++] = mem_printf("DAGQ_RUN_ID=%s", PQgetvalue(claim, 0, 5));
@@ -273,9 +283,9 @@ static char **worker_env(worker *w, const msg_task *m, PGresult *claim, PGresult
     return e;
 }
 
-static void worker_env_free(char **e)
+static void worker_env_free(const worker *w, char **e)
 {
-    for (size_t i = 0; e[i]; i++)
+    for (size_t i = w->nbase_env; e[i]; i++)
         mem_free(e[i]);
     mem_free(e);
 }
@@ -347,7 +357,7 @@ static int worker_take(worker *w, intake_item *it)
     }
     /* claimed: the message has done its job */
     const char *group = it->group; /* borrowed from the configuration, outlives it */
-    intake_done(w->in, it, NULL);
+    intake_claimed(w->in, it);
 
     run *x = mem_calloc(1, sizeof *x);
     x->ti = m.ti;
@@ -356,8 +366,7 @@ static int worker_take(worker *w, intake_item *it)
     snprintf(x->dag, sizeof x->dag, "%s", PQgetvalue(claim, 0, 3));
     snprintf(x->task, sizeof x->task, "%s", PQgetvalue(claim, 0, 4));
     snprintf(x->group, sizeof x->group, "%s", group);
-    metrics_ti_state(w->m, x->group, "running");
-    x->max_tries = atoi(PQgetvalue(claim, 0, 7));
+    metrics_ti_state(w->m, x->group, "running", 1);
     x->retry_delay = atof(PQgetvalue(claim, 0, 8));
     x->exp_backoff = PQgetvalue(claim, 0, 9)[0] == 't';
     x->max_retry_delay = atof(PQgetvalue(claim, 0, 10));
@@ -382,6 +391,7 @@ static int worker_take(worker *w, intake_item *it)
         worker_add_result(w, x, 0, -1, note, NULL, 0);
         mem_free(note);
         mem_free(x);
+        intake_set_running(w->in, w->nrunning); /* the slot intake_claimed held */
     } else {
         x->ch = ch;
         x->next = w->runs;
@@ -391,7 +401,7 @@ static int worker_take(worker *w, intake_item *it)
         log_info("try started", "dag=%s run=%lld task=%s ti=%lld try=%d pid=%d", x->dag, x->run_id,
                  x->task, x->ti, x->try_number, (int)child_pid(ch));
     }
-    worker_env_free(envp);
+    worker_env_free(w, envp);
     PQclear(claim);
     PQclear(env);
     return 0;
@@ -408,7 +418,7 @@ static void worker_reap(worker *w)
             if (child_pid(x->ch) == pid) {
                 x->exited = 1;
                 x->status = status;
-                child_exited(x->ch, status);
+                child_exited(x->ch);
                 break;
             }
         }
@@ -480,7 +490,7 @@ static void worker_release_all(worker *w, const char *why)
         int status;
         if (!x->exited && waitpid(child_pid(x->ch), &status, 0) > 0) {
             x->exited = 1;
-            child_exited(x->ch, status);
+            child_exited(x->ch);
         }
         if (worker_db_ok(w)) {
             char ti[32], tr[16], err[512];
@@ -489,7 +499,7 @@ static void worker_release_all(worker *w, const char *why)
             const char *p[4] = {ti, tr, w->name, why};
             if (db_query(w->d, "worker_release", "SELECT dagq.release_try($1, $2, $3, $4)", 4, p,
                          NULL, err, sizeof err) == DB_OK) {
-                metrics_ti_state(w->m, x->group, "up_for_retry");
+                metrics_ti_state(w->m, x->group, "up_for_retry", 1);
                 log_warn("try given back to the scheduler",
                          "dag=%s task=%s ti=%lld try=%d "
                          "reason=\"%s\"",
@@ -599,13 +609,13 @@ int main(int argc, char **argv)
         }
         metrics_worker_slots(w.m, 0, w.slots);
     }
+    worker_base_env(&w);
     w.d = db_new(dopt.database_url, "dagq-worker");
     worker_db_ok(&w);
-    w.in =
-        intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[0] >= 0 ? wake_pipe[1] : -1, w.m);
+    w.in = intake_start(&qc, w.groups, w.ngroups, w.slots, wake_pipe[1], w.m);
 
     struct pollfd *pfds = NULL;
-    int cap = 0;
+    int cap = 0, slots_shown = 0; /* metrics_new/worker_slots above showed 0 running */
     for (;;) {
         double t = now_s();
         if (stop_requested && !w.draining) {
@@ -655,8 +665,11 @@ int main(int argc, char **argv)
             while (read(wake_pipe[0], buf, sizeof buf) > 0)
                 ;
         }
-        for (run *x = w.runs; x; x = x->next)
-            if (child_fd(x->ch) >= 0)
+        /* pfds[1..] follow w.runs: read only the pipes that have something
+         * (worker_reap drains what is left of a child that exited) */
+        int k = 1;
+        for (run *x = w.runs; x && pr > 0; x = x->next)
+            if (child_fd(x->ch) >= 0 && pfds[k++].revents)
                 child_read(x->ch);
         worker_reap(&w);
         worker_collect(&w);
@@ -670,7 +683,10 @@ int main(int argc, char **argv)
                 if (worker_take(&w, it) != 0)
                     break;
         }
-        metrics_worker_slots(w.m, w.nrunning, w.slots);
+        if (w.nrunning != slots_shown) {
+            metrics_worker_slots(w.m, w.nrunning, w.slots);
+            slots_shown = w.nrunning;
+        }
         if (t >= w.next_heartbeat) {
             worker_heartbeat(&w, w.draining ? "draining" : "up");
             w.next_heartbeat = t + (double)opt_heartbeat_interval;
@@ -690,6 +706,7 @@ int main(int argc, char **argv)
     metrics_free(w.m);
     mem_free(pfds);
     db_free(w.d);
+    mem_free(w.base_env);
     close(wake_pipe[0]);
     close(wake_pipe[1]);
     config_free(options);
