@@ -261,18 +261,24 @@ int cmd_dags(cmd_ctx *c)
         "         WHERE r.dag_id = d.dag_id AND r.state IN ('queued', 'running')),"
         "       (SELECT r.state FROM dagq.dag_run r WHERE r.dag_id = d.dag_id"
         "         ORDER BY r.run_id DESC LIMIT 1),"
-        "       " CMD_TS("d.next_dagrun_end")
+        "       " CMD_TS("d.next_dagrun_end") ","
+        "       d.parked_reason IS NOT NULL, d.parked_reason"
         "  FROM dagq.dag d ORDER BY d.dag_id";
     /* clang-format on */
-    static const char *headers[] = {"DAG",   "SCHEDULE",    "TIMEZONE", "PAUSED",
-                                    "TASKS", "ACTIVE RUNS", "LAST RUN", "NEXT RUN"};
+    static const char *headers[] = {"DAG",         "SCHEDULE", "TIMEZONE", "PAUSED", "TASKS",
+                                    "ACTIVE RUNS", "LAST RUN", "NEXT RUN", "PARKED"};
     PGresult *r;
     if (cmd_query(c, "cli_dags", sql, 0, NULL, &r, "listing DAGs"))
         return CMD_ERR;
     if (PQntuples(r) == 0)
         printf("no DAGs (define one with INSERT INTO dagq.dag ...)\n");
     else
-        cmd_print_result(r, headers, "tttbnntt");
+        cmd_print_result(r, headers, "tttbnnttb");
+    /* why a DAG is parked does not fit a column */
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!PQgetisnull(r, i, 9))
+            printf("DAG %s is parked (no new runs until its definition is edited): %s\n",
+                   PQgetvalue(r, i, 0), PQgetvalue(r, i, 9));
     PQclear(r);
     return CMD_OK;
 }
@@ -513,22 +519,22 @@ int cmd_workers(cmd_ctx *c)
     /* a worker that has not heartbeated for 60 s is shown as lost, unless it
      * said goodbye ('gone') */
     static const char *sql =
-        "SELECT w.worker_id, w.hostname, w.pid, array_to_string(w.groups, ','), w.slots,"
-        "       w.running,"
+        "SELECT w.worker_id, left(w.incarnation::text, 8), w.hostname, w.pid,"
+        "       array_to_string(w.groups, ','), w.slots, w.running,"
         "       CASE WHEN w.state <> 'gone'"
         "             AND w.heartbeat_at < clock_timestamp() - interval '60 seconds'"
         "            THEN 'lost' ELSE w.state END,"
         "       extract(epoch FROM clock_timestamp() - w.heartbeat_at)::float8"
-        "  FROM dagq.worker w ORDER BY w.worker_id";
-    static const char *headers[] = {"WORKER", "HOST",    "PID",   "GROUPS",
-                                    "SLOTS",  "RUNNING", "STATE", "LAST HEARTBEAT"};
+        "  FROM dagq.worker w ORDER BY w.worker_id, w.started_at";
+    static const char *headers[] = {"WORKER", "INCARNATION", "HOST",  "PID",           "GROUPS",
+                                    "SLOTS",  "RUNNING",     "STATE", "LAST HEARTBEAT"};
     PGresult *r;
     if (cmd_query(c, "cli_workers", sql, 0, NULL, &r, "listing workers"))
         return CMD_ERR;
     if (PQntuples(r) == 0)
         printf("no workers\n");
     else
-        cmd_print_result(r, headers, "ttntnnta");
+        cmd_print_result(r, headers, "tttntnnta");
     PQclear(r);
     return CMD_OK;
 }

@@ -9,21 +9,29 @@
 #include <string.h>
 #include <time.h>
 
-#define DB_MAX_STMTS 64
-#define DB_MAX_LISTEN 8
-
 struct db {
     char *conninfo;
     char *appname;
+    char *session_sql; /* run on every new connection, or NULL */
     PGconn *conn;
     int ever_connected;
     long reconnects;
-    int nstmts;
-    char *stmts[DB_MAX_STMTS]; /* names prepared on this connection */
-    int nlisten;
-    char *listen[DB_MAX_LISTEN];
+    int nstmts, capstmts;
+    char **stmts; /* names prepared on this connection */
+    int nlisten, caplisten;
+    char **listen; /* channels, each once */
     char sqlstate[6];
 };
+
+/* Appends a copy of s to a growing array of strings. */
+static void db_push(char ***arr, int *n, int *cap, const char *s)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        *arr = mem_realloc(*arr, sizeof **arr * (size_t)*cap);
+    }
+    (*arr)[(*n)++] = mem_strdup(s);
+}
 
 db *db_new(const char *conninfo, const char *application_name)
 {
@@ -31,6 +39,12 @@ db *db_new(const char *conninfo, const char *application_name)
     d->conninfo = mem_strdup(conninfo ? conninfo : "");
     d->appname = mem_strdup(application_name ? application_name : "dagq");
     return d;
+}
+
+void db_set_session_sql(db *d, const char *sql)
+{
+    mem_free(d->session_sql);
+    d->session_sql = mem_strdup(sql);
 }
 
 static void db_forget_stmts(db *d)
@@ -55,8 +69,11 @@ void db_free(db *d)
     db_drop(d);
     for (int i = 0; i < d->nlisten; i++)
         mem_free(d->listen[i]);
+    mem_free(d->listen);
+    mem_free(d->stmts);
     mem_free(d->conninfo);
     mem_free(d->appname);
+    mem_free(d->session_sql);
     mem_free(d);
 }
 
@@ -104,9 +121,21 @@ int db_connect(db *d, char *errbuf, size_t errlen)
         return DB_OK;
     db_drop(d);
     /* conninfo may be a URI or key=value words; expand_dbname lets us add
-     * application_name and a connect timeout beside either form. */
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {d->conninfo, d->appname, "5", NULL};
+     * settings beside either form. libpq processes the keywords in order and
+     * keeps the last value of a repeated one: the defaults before dbname
+     * are the user's to override (keepalives and tcp_user_timeout notice a
+     * server that vanished without closing the connection), those after it
+     * are ours. */
+    const char *keys[] = {"connect_timeout",
+                          "keepalives",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          "application_name",
+                          NULL};
+    const char *vals[] = {"5", "1", "10", "5", "3", "30000", d->conninfo, d->appname, NULL};
     d->conn = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(d->conn) != CONNECTION_OK) {
         snprintf(errbuf, errlen, "%s", PQerrorMessage(d->conn));
@@ -115,6 +144,19 @@ int db_connect(db *d, char *errbuf, size_t errlen)
         return DB_ECONN;
     }
     PQsetNoticeProcessor(d->conn, db_notice, NULL);
+    if (d->session_sql) {
+        PGresult *r = PQexec(d->conn, d->session_sql);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok) {
+            snprintf(errbuf, errlen, "session setup: %s", PQresultErrorMessage(r));
+            db_one_line(errbuf);
+        }
+        PQclear(r);
+        if (!ok) {
+            db_drop(d);
+            return DB_ECONN;
+        }
+    }
     for (int i = 0; i < d->nlisten; i++) {
         char *q = mem_printf("LISTEN \"%s\"", d->listen[i]);
         PGresult *r = PQexec(d->conn, q);
@@ -142,8 +184,9 @@ int db_ensure(db *d, volatile int *stop)
         if (db_connect(d, err, sizeof err) == DB_OK)
             return DB_OK;
         int ms = backoff_reconnect_ms(attempt);
+        char q[512];
         log_warn("database unreachable, retrying", "attempt=%d retry_in_ms=%d error=\"%s\"",
-                 attempt + 1, ms, err);
+                 attempt + 1, ms, log_quote(err, q, sizeof q));
         /* sleep in slices so a stop request is seen promptly */
         for (int slept = 0; slept < ms; slept += 50) {
             if (stop && *stop)
@@ -170,7 +213,9 @@ static int db_classify(db *d, PGresult *r, const char *what, char *errbuf, size_
     int lost = PQstatus(d->conn) != CONNECTION_OK ||
                (st && (!strncmp(st, "08", 2) || !strncmp(st, "57P", 3)));
     if (lost) {
-        log_warn("database connection lost", "during=%s error=\"%s\"", what, errbuf);
+        char q[512];
+        log_warn("database connection lost", "during=%s error=\"%s\"", what,
+                 log_quote(errbuf, q, sizeof q));
         db_drop(d);
         return DB_ECONN;
     }
@@ -203,8 +248,7 @@ int db_query(db *d, const char *name, const char *sql, int n, const char *const 
             return rc;
         }
         PQclear(p);
-        if (d->nstmts < DB_MAX_STMTS)
-            d->stmts[d->nstmts++] = mem_strdup(name);
+        db_push(&d->stmts, &d->nstmts, &d->capstmts, name);
     }
     PGresult *r = PQexecPrepared(d->conn, name, n, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
@@ -240,8 +284,11 @@ int db_exec(db *d, const char *sql, char *errbuf, size_t errlen)
 
 int db_listen(db *d, const char *channel, char *errbuf, size_t errlen)
 {
-    if (d->nlisten < DB_MAX_LISTEN)
-        d->listen[d->nlisten++] = mem_strdup(channel);
+    int known = 0;
+    for (int i = 0; i < d->nlisten && !known; i++)
+        known = !strcmp(d->listen[i], channel);
+    if (!known)
+        db_push(&d->listen, &d->nlisten, &d->caplisten, channel);
     if (!db_connected(d))
         return DB_OK; /* issued on connect */
     char *q = mem_printf("LISTEN \"%s\"", channel);
@@ -250,12 +297,123 @@ int db_listen(db *d, const char *channel, char *errbuf, size_t errlen)
     return rc;
 }
 
+/* One element at *pp (after '{' or ','): quoted or not. Returns the new
+ * string, or NULL on a malformed literal; *pp is left after the element. */
+static char *db_array_elem(const char **pp)
+{
+    const char *p = *pp;
+    size_t cap = 16, n = 0;
+    char *buf = mem_alloc(cap);
+    int quoted = *p == '"';
+    if (quoted)
+        p++;
+    for (;; p++) {
+        char c = *p;
+        if (c == '\0' || (!quoted && (c == ',' || c == '}')) || (quoted && c == '"'))
+            break;
+        if (c == '\\' && quoted) {
+            if (!*++p)
+                break;
+            c = *p;
+        }
+        if (n + 2 > cap)
+            buf = mem_realloc(buf, cap *= 2);
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    if (quoted) {
+        if (*p != '"') {
+            mem_free(buf);
+            return NULL;
+        }
+        p++;
+    } else if (!strcmp(buf, "NULL")) {
+        buf[0] = '\0';
+    }
+    *pp = p;
+    return buf;
+}
+
+int db_text_array(const char *lit, char ***out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!lit || *lit != '{')
+        return -1;
+    const char *p = lit + 1;
+    char **arr = NULL;
+    int k = 0, cap = 0;
+    if (*p == '}' && p[1] == '\0') {
+        *out = mem_calloc(1, sizeof **out);
+        return 0;
+    }
+    for (;;) {
+        char *e = db_array_elem(&p);
+        if (!e)
+            goto bad;
+        if (k == cap) {
+            cap = cap ? cap * 2 : 8;
+            arr = mem_realloc(arr, sizeof *arr * (size_t)cap);
+        }
+        arr[k++] = e;
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p == '}' && p[1] == '\0')
+            break;
+        goto bad;
+    }
+    *out = arr;
+    *n = k;
+    return 0;
+bad:
+    for (int i = 0; i < k; i++)
+        mem_free(arr[i]);
+    mem_free(arr);
+    return -1;
+}
+
+int db_error_transient(const db *d)
+{
+    static const char *const codes[] = {"40001", "40P01", "55P03", "57014"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (!strcmp(d->sqlstate, codes[i]))
+            return 1;
+    return 0;
+}
+
+static int db_savepoint_cmd(db *d, const char *verb, const char *name, char *errbuf, size_t errlen)
+{
+    char *q = mem_printf("%s %s", verb, name);
+    int rc = db_exec(d, q, errbuf, errlen);
+    mem_free(q);
+    return rc;
+}
+
+int db_savepoint(db *d, const char *name, char *errbuf, size_t errlen)
+{
+    return db_savepoint_cmd(d, "SAVEPOINT", name, errbuf, errlen);
+}
+
+int db_release(db *d, const char *name, char *errbuf, size_t errlen)
+{
+    return db_savepoint_cmd(d, "RELEASE SAVEPOINT", name, errbuf, errlen);
+}
+
+int db_rollback_to(db *d, const char *name, char *errbuf, size_t errlen)
+{
+    return db_savepoint_cmd(d, "ROLLBACK TO SAVEPOINT", name, errbuf, errlen);
+}
+
 int db_drain_notifies(db *d)
 {
     if (!db_connected(d))
         return DB_ECONN;
     if (!PQconsumeInput(d->conn)) {
-        log_warn("database connection lost", "during=notify error=\"%s\"", PQerrorMessage(d->conn));
+        char q[512];
+        log_warn("database connection lost", "during=notify error=\"%s\"",
+                 log_quote(PQerrorMessage(d->conn), q, sizeof q));
         db_drop(d);
         return DB_ECONN;
     }

@@ -16,9 +16,15 @@
 
 typedef struct db db; /* opaque */
 
-/* conninfo: any libpq conninfo or URI; NULL or "" means libpq's defaults. */
+/* conninfo: any libpq conninfo or URI; NULL or "" means libpq's defaults.
+ * TCP keepalives and tcp_user_timeout default to values that notice a dead
+ * server within about 30 s (a conninfo that sets them wins). */
 db *db_new(const char *conninfo, const char *application_name);
 void db_free(db *d);
+
+/* SQL run on every new connection before anything else (e.g. "SET
+ * lock_timeout = '2s'"); copied. NULL: none. */
+void db_set_session_sql(db *d, const char *sql);
 
 /* Connects if not connected. Returns DB_OK, or DB_ECONN with the reason. One
  * attempt; the caller decides how long to wait (see db_ensure). */
@@ -53,5 +59,21 @@ int db_drain_notifies(db *d);
 
 /* SQLSTATE of the last DB_EQUERY ("" when none). */
 const char *db_sqlstate(const db *d);
+
+/* Was the last DB_EQUERY one that is worth trying again as it is: a
+ * deadlock, a serialization failure, a lock or statement timeout? */
+int db_error_transient(const db *d);
+
+/* Parses a text[] value as PostgreSQL prints it ({a,"b c","d\\"e"}): *out
+ * gets *n new strings in a new array (free each and the array with
+ * mem_free). NULL elements become "". Returns 0, or -1 when lit is not an
+ * array literal (then *out is NULL). */
+int db_text_array(const char *lit, char ***out, int *n);
+
+/* SAVEPOINT / RELEASE / ROLLBACK TO of the named savepoint inside the
+ * current transaction (name: an SQL identifier). */
+int db_savepoint(db *d, const char *name, char *errbuf, size_t errlen);
+int db_release(db *d, const char *name, char *errbuf, size_t errlen);
+int db_rollback_to(db *d, const char *name, char *errbuf, size_t errlen);
 
 #endif

@@ -42,6 +42,12 @@ static const struct {
     {"dagq_up", METRICS_GAUGE, "1 when the server (database or broker) is reachable."},
     {"dagq_reconnects_total", METRICS_COUNTER,
      "Times the connection to the server (database or broker) came back after a loss."},
+    {"dagq_scheduler_pass_errors_total", METRICS_COUNTER,
+     "Scheduling passes that failed and were rolled back (transient ones included)."},
+    {"dagq_dags_parked_total", METRICS_COUNTER,
+     "DAGs this scheduler parked because it could not evaluate or start them."},
+    {"dagq_task_instances_failed_unscheduled_total", METRICS_COUNTER,
+     "Task instances failed by the scheduler before any try (a command that does not render)."},
 };
 
 #define METRICS_NBUCKETS 13
@@ -68,6 +74,9 @@ struct metrics {
     metrics_server srv[2];
     double last_collect;
     int collect_failing; /* the backlog query failed last time: warned once */
+    int pass_failing;    /* scheduler: passes fail since pass_fail_since */
+    double pass_fail_since;
+    char pass_why[200];
 };
 
 static const char *const metrics_server_names[2] = {"database", "broker"};
@@ -224,6 +233,23 @@ void metrics_server_up(metrics *m, int server, int up)
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_pass_result(metrics *m, int ok, const char *why)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->mu);
+    if (ok) {
+        m->pass_failing = 0;
+    } else {
+        if (!m->pass_failing)
+            m->pass_fail_since = metrics_now();
+        m->pass_failing = 1;
+        snprintf(m->pass_why, sizeof m->pass_why, "%s", why ? why : "");
+        metrics__find(m, "dagq_scheduler_pass_errors_total", NULL, METRICS_COUNTER)->value += 1;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
 int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
 {
     if (len)
@@ -241,6 +267,12 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
                      metrics_server_names[i], down);
             ok = 0;
         }
+    }
+    if (m->pass_failing && t - m->pass_fail_since > timeout_s) {
+        size_t o = strlen(reason);
+        snprintf(reason + o, len - o, "%sscheduling passes failing for %.0fs: %s", ok ? "" : "; ",
+                 t - m->pass_fail_since, m->pass_why);
+        ok = 0;
     }
     pthread_mutex_unlock(&m->mu);
     return ok;

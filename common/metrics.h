@@ -51,8 +51,14 @@ void metrics_worker_slots(metrics *m, int busy, int slots);
  * up after the first up counts one reconnect (dagq_reconnects_total). */
 void metrics_server_up(metrics *m, int server, int up);
 
-/* 1 when no server has been down for longer than timeout_s, else 0 with the
- * reason ("database unreachable for 12s") in reason. */
+/* Scheduler: the outcome of a pass. ok = 0 counts a failed pass and, when
+ * passes keep failing for longer than the health timeout, makes
+ * metrics_healthy fail with why (the last error, already redacted). */
+void metrics_pass_result(metrics *m, int ok, const char *why);
+
+/* 1 when no server has been down for longer than timeout_s, and scheduling
+ * passes have not been failing for longer than that, else 0 with the reason
+ * ("database unreachable for 12s") in reason. */
 int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len);
 
 /* Reads the database-side backlog (the view dagq.worker_group_backlog) and

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t stop_requested, hup_seen;
 
 /* The handler only sets a flag; the loop does the work. A second signal
  * exits at once. */
@@ -30,6 +30,14 @@ static void on_signal(int sig)
     if (stop_requested)
         _exit(130);
     stop_requested = 1;
+}
+
+/* SIGHUP (a terminal closing, a supervisor's "reload") must not kill the
+ * daemon: nothing is reloadable yet, so it is only logged. */
+static void on_hup(int sig)
+{
+    (void)sig;
+    hup_seen = 1;
 }
 
 static daemon_opts dopt;
@@ -114,6 +122,8 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     queue_conf qc = daemon_queue_conf(&dopt, name);
@@ -144,12 +154,20 @@ int main(int argc, char **argv)
     sc.metrics = m;
 
     db *d = db_new(dopt.database_url, "dagq-scheduler");
+    /* a row someone holds in an open transaction must not stall a pass for
+     * long: the statement fails, the pass rolls back and tries again (its
+     * set-wise steps skip locked rows and never wait) */
+    db_set_session_sql(d, "SET lock_timeout = '2s'");
     queue *q = NULL;
     sched *s = NULL;
     int db_was_down = 1, q_attempt = 0;
     volatile int *stopflag = (volatile int *)&stop_requested;
 
     while (!stop_requested) {
+        if (hup_seen) {
+            hup_seen = 0;
+            log_info("SIGHUP: nothing to reload; going on", "name=%s", name);
+        }
         if (!db_connected(d)) {
             if (!db_was_down)
                 log_warn("lost the database; reconnecting", "name=%s", name);
@@ -190,9 +208,13 @@ int main(int argc, char **argv)
         }
         long long passes = sched_get_stats(s)->passes;
         rc = sched_pass(s);
-        if (sched_get_stats(s)->passes > passes)
+        if (sched_get_stats(s)->passes > passes) {
             metrics_histogram_observe(m, "dagq_scheduler_loop_duration_seconds", NULL,
                                       sched_get_stats(s)->last_pass_ms / 1000.0);
+            metrics_pass_result(m, 1, NULL);
+        } else if (*sched_last_error(s)) {
+            metrics_pass_result(m, 0, sched_last_error(s));
+        }
         if (rc == QUEUE_ECONN)
             metrics_server_up(m, METRICS_BROKER, 0);
         if (rc != DB_ECONN && metrics_collect_backlog(m, d, q, 1.0) == DB_ECONN)
@@ -206,7 +228,7 @@ int main(int argc, char **argv)
         if (rc == DB_ECONN)
             continue;
         q_attempt = 0;
-        wait_notify(d, rc < 0 ? 1000 : (int)opt_poll_interval_ms);
+        wait_notify(d, rc < 0 ? 1000 : sched_wait_ms(s, (int)opt_poll_interval_ms));
     }
 
     log_info("scheduler stopped", "name=%s", name);

@@ -1,11 +1,10 @@
 #include "sched.h"
 
-#include "backoff.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
-#include "timetable.h"
-#include "tmpl.h"
+#include "recover.h"
+#include "runs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,10 @@
 
 /* The advisory lock of a scheduling pass ("dagqsch" folded into an int8). */
 #define SCHED_LOCK_KEY "7234031785934611"
+#define SCHED_START_MAX 100        /* most runs started in one pass */
+#define SCHED_MISSING_EVERY_S 30.0 /* how often groups without workers are reported */
+#define SCHED_PRUNE_EVERY_S 600.0  /* how often rows of long-gone workers are pruned */
+#define SCHED_STARTUP_REPUSH_S 2.0 /* a fresh scheduler re-pushes tries queued this long */
 
 struct sched {
     sched_conf conf;
@@ -21,10 +24,13 @@ struct sched {
     queue *q;
     sched_stats stats;
     double connected_at; /* monotonic seconds of the last (re)connect */
-    double last_housekeeping;
+    double last_housekeeping, last_missing, last_prune;
     int repushed_once; /* the startup re-push has been done */
+    int want_create;   /* a run ended: look for due runs at once */
+    double next_due;   /* monotonic time a retry or a schedule comes due; 0: none */
     msg_task *pending; /* committed, not yet pushed */
     int npending, cappending;
+    char last_error[1024];
 };
 
 static double sched_now(void)
@@ -66,265 +72,29 @@ const sched_stats *sched_get_stats(const sched *s)
     return &s->stats;
 }
 
+const char *sched_last_error(const sched *s)
+{
+    return s->last_error;
+}
+
+int sched_wait_ms(const sched *s, int poll_ms)
+{
+    if (!s || !s->next_due)
+        return poll_ms;
+    double ms = (s->next_due - sched_now()) * 1000.0 + 1.0;
+    if (ms < 0)
+        return 0;
+    return ms < poll_ms ? (int)ms : poll_ms;
+}
+
 static long long sched_ll(PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-/* ---- run creation from schedules ------------------------------------------------ */
+/* ---- pushing what committed ------------------------------------------------------ */
 
-static int sched_create_runs(sched *s, char *err, size_t errlen)
-{
-    PGresult *r;
-    int rc = db_query(s->d, "sched_due_dags",
-                      "SELECT d.dag_id, d.schedule, d.timezone,"
-                      " floor(extract(epoch FROM d.start_date))::bigint,"
-                      " floor(extract(epoch FROM d.end_date))::bigint, d.catchup,"
-                      " floor(extract(epoch FROM d.next_dagrun_start))::bigint,"
-                      " floor(extract(epoch FROM d.next_dagrun_end))::bigint,"
-                      " floor(extract(epoch FROM d.created_at))::bigint, d.max_active_runs,"
-                      " (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = d.dag_id"
-                      "   AND x.state IN ('queued', 'running')),"
-                      " floor(extract(epoch FROM clock_timestamp()))::bigint"
-                      " FROM dagq.dag d"
-                      " WHERE d.schedule IS NOT NULL AND NOT d.is_paused"
-                      "   AND (d.next_dagrun_end IS NULL OR d.next_dagrun_end <= clock_timestamp())"
-                      " ORDER BY d.next_dagrun_end NULLS FIRST LIMIT 500",
-                      0, NULL, &r, err, errlen);
-    if (rc)
-        return rc;
-    for (int i = 0; i < PQntuples(r); i++) {
-        const char *dag_id = PQgetvalue(r, i, 0);
-        timetable_dag t = {
-            .schedule = PQgetvalue(r, i, 1),
-            .timezone = PQgetvalue(r, i, 2),
-            .start_date = sched_ll(r, i, 3),
-            .end_date = sched_ll(r, i, 4),
-            .catchup = PQgetvalue(r, i, 5)[0] == 't',
-            .next_start = sched_ll(r, i, 6),
-            .next_end = sched_ll(r, i, 7),
-            .created_at = sched_ll(r, i, 8),
-        };
-        long long max_active = sched_ll(r, i, 9), active = sched_ll(r, i, 10);
-        long long now = sched_ll(r, i, 11);
-        long long st, en;
-        char terr[256];
-        if (timetable_next(&t, now, &st, &en, terr, sizeof terr)) {
-            /* the database checks schedules on insert, so this is a disagreement
-             * between the SQL and C parsers: park the DAG until its schedule is
-             * edited (that resets next_dagrun_*) and say why */
-            log_error("schedule cannot be evaluated; DAG parked until its schedule changes",
-                      "dag=%s schedule=\"%s\" timezone=%s error=\"%s\"", dag_id, t.schedule,
-                      t.timezone, terr);
-            const char *p[1] = {dag_id};
-            rc = db_query(s->d, "sched_park_dag",
-                          "UPDATE dagq.dag SET next_dagrun_start = NULL,"
-                          " next_dagrun_end = 'infinity' WHERE dag_id = $1",
-                          1, p, NULL, err, errlen);
-            if (rc)
-                goto out;
-            continue;
-        }
-        while (en != TIMETABLE_DONE && en <= now && active < max_active) {
-            char a[32], b[32];
-            snprintf(a, sizeof a, "%lld", st);
-            snprintf(b, sizeof b, "%lld", en);
-            const char *p[3] = {dag_id, a, b};
-            PGresult *ins;
-            rc = db_query(s->d, "sched_insert_run",
-                          "INSERT INTO dagq.dag_run (dag_id, run_type, logical_date,"
-                          " data_interval_start, data_interval_end)"
-                          " VALUES ($1, 'scheduled', to_timestamp($2::bigint),"
-                          " to_timestamp($2::bigint), to_timestamp($3::bigint))"
-                          " ON CONFLICT (dag_id, logical_date) WHERE run_type = 'scheduled'"
-                          " DO NOTHING RETURNING run_id",
-                          3, p, &ins, err, errlen);
-            if (rc)
-                goto out;
-            if (PQntuples(ins) == 1) {
-                active++;
-                log_info("run created", "dag=%s run=%s interval_start=%lld interval_end=%lld",
-                         dag_id, PQgetvalue(ins, 0, 0), st, en);
-            }
-            PQclear(ins);
-            if (timetable_after(&t, en, &st, &en, terr, sizeof terr)) {
-                log_error("schedule cannot be evaluated", "dag=%s error=\"%s\"", dag_id, terr);
-                break;
-            }
-        }
-        char a[32], b[32];
-        snprintf(a, sizeof a, "%lld", st);
-        snprintf(b, sizeof b, "%lld", en);
-        const char *p[3] = {dag_id, a, en == TIMETABLE_DONE ? NULL : b};
-        rc = db_query(s->d, "sched_set_next",
-                      "UPDATE dagq.dag SET next_dagrun_start = to_timestamp($2::bigint),"
-                      " next_dagrun_end = COALESCE(to_timestamp($3::bigint), 'infinity')"
-                      " WHERE dag_id = $1",
-                      3, p, NULL, err, errlen);
-        if (rc)
-            goto out;
-    }
-    rc = 0;
-out:
-    PQclear(r);
-    return rc;
-}
-
-/* ---- starting queued runs ---------------------------------------------------------- */
-
-/* Renders the templated commands of a run that was just started. A command
- * that does not render fails its task instance with the reason as its note
- * (downstream tasks then follow their trigger rules). */
-static int sched_render_run(sched *s, const char *run_id, char *err, size_t errlen)
-{
-    PGresult *tis = NULL, *ctx = NULL;
-    tmpl_var *vars = NULL;
-    const char *p[1] = {run_id};
-    int rc = db_query(s->d, "sched_templated",
-                      "SELECT ti_id, task_id, command FROM dagq.task_instance"
-                      " WHERE run_id = $1 AND strpos(command, '{{') > 0",
-                      1, p, &tis, err, errlen);
-    if (rc || PQntuples(tis) == 0)
-        goto out;
-    rc = db_query(s->d, "sched_run_ctx",
-                  "SELECT r.dag_id, floor(extract(epoch FROM r.logical_date))::bigint,"
-                  " floor(extract(epoch FROM r.data_interval_start))::bigint,"
-                  " floor(extract(epoch FROM r.data_interval_end))::bigint,"
-                  " p.key, COALESCE(p.value #>> '{}', '')"
-                  " FROM dagq.dag_run r JOIN dagq.dag d ON d.dag_id = r.dag_id"
-                  " LEFT JOIN LATERAL jsonb_each(d.params || r.conf) p ON true"
-                  " WHERE r.run_id = $1",
-                  1, p, &ctx, err, errlen);
-    if (rc || PQntuples(ctx) == 0)
-        goto out;
-    int nparams = PQgetisnull(ctx, 0, 4) ? 0 : PQntuples(ctx);
-    size_t nvars = 8 + (size_t)nparams;
-    vars = mem_calloc(nvars, sizeof *vars);
-    char dates[5][40];
-    tmpl_date_vars(sched_ll(ctx, 0, 1), sched_ll(ctx, 0, 2), sched_ll(ctx, 0, 3), vars, dates);
-    vars[5] = (tmpl_var){"run_id", run_id};
-    vars[6] = (tmpl_var){"dag_id", PQgetvalue(ctx, 0, 0)};
-    char **names = mem_calloc((size_t)nparams + 1, sizeof *names);
-    for (int i = 0; i < nparams; i++) {
-        names[i] = mem_printf("params.%s", PQgetvalue(ctx, i, 4));
-        vars[8 + i] = (tmpl_var){names[i], PQgetvalue(ctx, i, 5)};
-    }
-    for (int i = 0; i < PQntuples(tis) && rc == 0; i++) {
-        const char *task_id = PQgetvalue(tis, i, 1);
-        vars[7] = (tmpl_var){"task_id", task_id};
-        char *out = NULL;
-        char terr[512];
-        if (tmpl_render(PQgetvalue(tis, i, 2), vars, nvars, &out, terr, sizeof terr) == 0) {
-            const char *u[2] = {PQgetvalue(tis, i, 0), out};
-            rc = db_query(s->d, "sched_set_command",
-                          "UPDATE dagq.task_instance SET command = $2 WHERE ti_id = $1", 2, u, NULL,
-                          err, errlen);
-        } else {
-            char *note = mem_printf("template error: %s", terr);
-            log_warn("command does not render; task instance failed", "run=%s task=%s error=\"%s\"",
-                     run_id, task_id, terr);
-            const char *u[2] = {PQgetvalue(tis, i, 0), note};
-            rc = db_query(s->d, "sched_fail_render",
-                          "UPDATE dagq.task_instance SET state = 'failed',"
-                          " ended_at = clock_timestamp(), note = $2"
-                          " WHERE ti_id = $1 AND state = 'scheduled'",
-                          2, u, NULL, err, errlen);
-            mem_free(note);
-        }
-        mem_free(out);
-    }
-    for (int i = 0; i < nparams; i++)
-        mem_free(names[i]);
-    mem_free(names);
-out:
-    mem_free(vars);
-    PQclear(tis);
-    PQclear(ctx);
-    return rc;
-}
-
-/* Returns DB_OK and sets *started to the number of runs started. */
-static int sched_start_runs(sched *s, int *started, char *err, size_t errlen)
-{
-    *started = 0;
-    PGresult *r;
-    int rc = db_query(
-        s->d, "sched_startable_runs",
-        "SELECT q.run_id, q.dag_id FROM ("
-        "  SELECT r.run_id, r.dag_id, r.logical_date,"
-        "   row_number() OVER (PARTITION BY r.dag_id ORDER BY r.logical_date, r.run_id) AS rk"
-        "  FROM dagq.dag_run r WHERE r.state = 'queued') q"
-        " JOIN dagq.dag d ON d.dag_id = q.dag_id"
-        " WHERE NOT d.is_paused AND q.rk <= d.max_active_runs -"
-        "  (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = q.dag_id AND x.state = 'running')"
-        " ORDER BY q.logical_date, q.run_id LIMIT 100",
-        0, NULL, &r, err, errlen);
-    if (rc)
-        return rc;
-    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
-        const char *p[1] = {PQgetvalue(r, i, 0)};
-        PGresult *st;
-        rc = db_query(s->d, "sched_start_run", "SELECT dagq.start_run($1)", 1, p, &st, err, errlen);
-        if (rc)
-            break;
-        long long n = sched_ll(st, 0, 0);
-        PQclear(st);
-        if (n < 0)
-            continue;
-        (*started)++;
-        log_info("run started", "dag=%s run=%s tasks=%lld", PQgetvalue(r, i, 1), p[0], n);
-        rc = sched_render_run(s, p[0], err, errlen);
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* ---- zombies ------------------------------------------------------------------------ */
-
-static int sched_zombies(sched *s, char *err, size_t errlen)
-{
-    char thr[32], lim[16];
-    snprintf(thr, sizeof thr, "%.3f", s->conf.heartbeat_timeout_s);
-    snprintf(lim, sizeof lim, "%d", s->conf.batch);
-    const char *p[2] = {thr, lim};
-    PGresult *r;
-    int rc = db_query(s->d, "sched_zombies", "SELECT * FROM dagq.find_zombies($1, $2)", 2, p, &r,
-                      err, errlen);
-    if (rc)
-        return rc;
-    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
-        int try_number = (int)sched_ll(r, i, 1);
-        double delay =
-            backoff_retry_delay(atof(PQgetvalue(r, i, 7)), try_number,
-                                PQgetvalue(r, i, 8)[0] == 't', atof(PQgetvalue(r, i, 9)));
-        char *note = mem_printf("zombie: worker %s sent no heartbeat for %.0fs",
-                                PQgetvalue(r, i, 6), atof(PQgetvalue(r, i, 10)));
-        char d[32];
-        snprintf(d, sizeof d, "%.3f", delay);
-        const char *u[4] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), d, note};
-        PGresult *a;
-        rc = db_query(s->d, "sched_abandon", "SELECT dagq.abandon_try($1, $2, $3, $4)", 4, u, &a,
-                      err, errlen);
-        if (rc == 0) {
-            if (!PQgetisnull(a, 0, 0)) {
-                metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 11), PQgetvalue(a, 0, 0), 1);
-                log_warn("zombie try taken away",
-                         "dag=%s run=%s task=%s ti=%s try=%d worker=%s "
-                         "silent_s=%.0f new_state=%s",
-                         PQgetvalue(r, i, 3), PQgetvalue(r, i, 5), PQgetvalue(r, i, 4),
-                         PQgetvalue(r, i, 0), try_number, PQgetvalue(r, i, 6),
-                         atof(PQgetvalue(r, i, 10)), PQgetvalue(a, 0, 0));
-            }
-            PQclear(a);
-        }
-        mem_free(note);
-    }
-    PQclear(r);
-    return rc;
-}
-
-/* ---- queueing ------------------------------------------------------------------------ */
-
+/* Adds the tries of r (the columns of dagq.queue_ready) to the push list. */
 static void sched_collect(sched *s, PGresult *r)
 {
     int n = PQntuples(r);
@@ -352,21 +122,22 @@ static void sched_collect(sched *s, PGresult *r)
  * Nothing is lost, it only waits. */
 static int sched_push_pending(sched *s)
 {
-    char err[512];
+    char err[512], q[512];
     int rc = 0, pushed = 0;
     for (int i = 0; i < s->npending; i++) {
         msg_task *m = &s->pending[i];
         char *buf;
         size_t len;
         if (msg_encode(m, &buf, &len, err, sizeof err)) {
-            log_error("cannot encode task message", "ti=%lld error=\"%s\"", (long long)m->ti, err);
+            log_error("cannot encode task message", "ti=%lld error=\"%s\"", (long long)m->ti,
+                      log_quote(err, q, sizeof q));
             continue;
         }
         rc = queue_push(s->q, m->group, buf, len, err, sizeof err);
         mem_free(buf);
         if (rc) {
             log_warn("push failed; tries wait for the re-push", "group=%s error=\"%s\"", m->group,
-                     err);
+                     log_quote(err, q, sizeof q));
             break;
         }
         pushed++;
@@ -374,7 +145,8 @@ static int sched_push_pending(sched *s)
     if (rc == 0 && pushed) {
         rc = queue_flush(s->q, 10000, err, sizeof err);
         if (rc)
-            log_warn("push failed; tries wait for the re-push", "error=\"%s\"", err);
+            log_warn("push failed; tries wait for the re-push", "error=\"%s\"",
+                     log_quote(err, q, sizeof q));
     }
     if (rc) {
         if (s->npending > 100000) {
@@ -388,14 +160,13 @@ static int sched_push_pending(sched *s)
     return rc;
 }
 
+/* ---- the steps of a pass ----------------------------------------------------------- */
+
+/* Trigger rules first (upstream_failed, skipped, counted by group and
+ * state), then the ready tries. Sets *full when the batch was filled. */
 static int sched_queue(sched *s, int *full, char *err, size_t errlen)
 {
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", s->conf.batch);
-    const char *p[1] = {lim};
     PGresult *r;
-    /* first what trigger rules decide without running (upstream_failed,
-     * skipped), counted by group and state */
     int rc = db_query(s->d, "sched_settle", "SELECT * FROM dagq.settle_trigger_rules()", 0, NULL,
                       &r, err, errlen);
     if (rc)
@@ -404,6 +175,9 @@ static int sched_queue(sched *s, int *full, char *err, size_t errlen)
         metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
                          sched_ll(r, i, 2));
     PQclear(r);
+    char lim[16];
+    snprintf(lim, sizeof lim, "%d", s->conf.batch);
+    const char *p[1] = {lim};
     rc = db_query(s->d, "sched_queue_ready", "SELECT * FROM dagq.queue_ready($1)", 1, p, &r, err,
                   errlen);
     if (rc)
@@ -420,44 +194,14 @@ static int sched_queue(sched *s, int *full, char *err, size_t errlen)
     return 0;
 }
 
-/* Pushes again the tries left 'queued' longer than the queued timeout. */
-static int sched_requeue_stale(sched *s, char *err, size_t errlen)
-{
-    PGresult *r;
-    char lim[16];
-    snprintf(lim, sizeof lim, "%d", s->conf.batch);
-    /* A scheduler that just started cannot know whether its predecessor died
-     * between COMMIT and push: its first housekeeping re-pushes what has been
-     * queued for a couple of seconds instead of waiting the whole timeout
-     * (a duplicate is harmless, the claim is fenced). */
-    double timeout = s->conf.queued_timeout_s;
-    if (!s->repushed_once && timeout > 2.0)
-        timeout = 2.0;
-    char to[32];
-    snprintf(to, sizeof to, "%.3f", timeout);
-    const char *q[2] = {to, lim};
-    int rc = db_query(s->d, "sched_requeue", "SELECT * FROM dagq.requeue_stale($1, $2)", 2, q, &r,
-                      err, errlen);
-    if (rc)
-        return rc;
-    for (int i = 0; i < PQntuples(r); i++)
-        log_warn("queued try not started in time; pushing it again",
-                 "dag=%s run=%s task=%s ti=%s try=%s group=%s queued_timeout_s=%.0f",
-                 PQgetvalue(r, i, 2), PQgetvalue(r, i, 4), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
-                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 5), s->conf.queued_timeout_s);
-    s->repushed_once = 1;
-    sched_collect(s, r);
-    PQclear(r);
-    return 0;
-}
-
-static int sched_finish_runs(sched *s, char *err, size_t errlen)
+static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
 {
     PGresult *r;
     int rc = db_query(s->d, "sched_finish_runs", "SELECT * FROM dagq.finish_runs()", 0, NULL, &r,
                       err, errlen);
     if (rc)
         return rc;
+    *finished = PQntuples(r);
     for (int i = 0; i < PQntuples(r); i++) {
         log_info("run finished", "dag=%s run=%s state=%s", PQgetvalue(r, i, 1), PQgetvalue(r, i, 0),
                  PQgetvalue(r, i, 2));
@@ -467,13 +211,96 @@ static int sched_finish_runs(sched *s, char *err, size_t errlen)
     return 0;
 }
 
+/* When the next retry or schedule comes due (the ones already due wait for
+ * a freed slot, which wakes the scheduler by itself). */
+static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
+{
+    PGresult *r;
+    int rc = db_query(
+        s->d, "sched_next_due",
+        "SELECT extract(epoch FROM LEAST("
+        " (SELECT min(t.next_retry_at) FROM dagq.task_instance t"
+        "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
+        " (SELECT min(d.next_dagrun_end) FROM dagq.dag d"
+        "   WHERE d.schedule IS NOT NULL AND NOT d.is_paused AND d.parked_reason IS NULL"
+        "     AND d.next_dagrun_end > clock_timestamp() AND d.next_dagrun_end < 'infinity'))"
+        " - clock_timestamp())::float8",
+        0, NULL, &r, err, errlen);
+    if (rc)
+        return rc;
+    s->next_due = PQgetisnull(r, 0, 0) ? 0 : t0 + atof(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* Zombies, lost messages, groups without workers, old worker rows. */
+static int sched_housekeeping(sched *s, double t0, char *err, size_t errlen)
+{
+    int rc;
+    /* no zombie verdicts until workers had a heartbeat timeout to reach the
+     * database we just reached */
+    if (t0 - s->connected_at >= s->conf.heartbeat_timeout_s &&
+        (rc = recover_zombies(s->d, s->conf.metrics, s->conf.heartbeat_timeout_s, s->conf.batch,
+                              err, errlen)))
+        return rc;
+    /* A scheduler that just started cannot know whether its predecessor died
+     * between COMMIT and push: its first housekeeping re-pushes what has been
+     * queued for a couple of seconds instead of waiting the whole timeout (a
+     * duplicate is harmless, the claim is fenced). */
+    double timeout = s->conf.queued_timeout_s;
+    if (!s->repushed_once && timeout > SCHED_STARTUP_REPUSH_S)
+        timeout = SCHED_STARTUP_REPUSH_S;
+    PGresult *r;
+    if ((rc = recover_requeue(s->d, timeout, s->conf.batch, &r, err, errlen)))
+        return rc;
+    s->repushed_once = 1;
+    sched_collect(s, r);
+    PQclear(r);
+    if (t0 - s->last_missing >= SCHED_MISSING_EVERY_S) {
+        if ((rc = recover_warn_missing_workers(s->d, err, errlen)))
+            return rc;
+        s->last_missing = t0;
+    }
+    if (t0 - s->last_prune >= SCHED_PRUNE_EVERY_S) {
+        if ((rc = recover_prune_workers(s->d, err, errlen)))
+            return rc;
+        s->last_prune = t0;
+    }
+    return 0;
+}
+
+/* The steps under the lock; *more is set when another pass should follow at
+ * once. */
+static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *err, size_t errlen)
+{
+    int rc, n, full = 0, finished = 0;
+    long long tis;
+    int create = housekeeping || s->want_create || (s->next_due && t0 >= s->next_due);
+    if (create && (rc = runs_create(s->d, s->conf.metrics, &n, err, errlen)))
+        return rc;
+    if (housekeeping && (rc = sched_housekeeping(s, t0, err, errlen)))
+        return rc;
+    if ((rc = runs_start(s->d, s->conf.metrics, SCHED_START_MAX, &n, &tis, err, errlen)))
+        return rc;
+    if ((rc = sched_queue(s, &full, err, errlen)))
+        return rc;
+    if ((rc = sched_finish_runs(s, &finished, err, errlen)))
+        return rc;
+    if ((rc = sched_next_due(s, t0, err, errlen)))
+        return rc;
+    s->want_create = finished > 0;
+    *more = full || finished > 0 || n >= SCHED_START_MAX;
+    return 0;
+}
+
 int sched_pass(sched *s)
 {
-    char err[1024];
+    char err[1024], q[1024];
     double t0 = sched_now();
-    int full = 0, rc;
+    int more = 0, rc;
     int kept = s->npending; /* unpushed messages of earlier passes */
     int housekeeping = (t0 - s->last_housekeeping) * 1000.0 >= s->conf.housekeeping_ms;
+    s->last_error[0] = '\0';
 
     if ((rc = db_exec(s->d, "BEGIN", err, sizeof err)))
         goto fail;
@@ -491,31 +318,8 @@ int sched_pass(sched *s)
             return QUEUE_ECONN;
         return rc;
     }
-    if (housekeeping) {
-        if ((rc = sched_create_runs(s, err, sizeof err)))
-            goto fail;
-        /* no zombie verdicts until workers had a heartbeat timeout to reach
-         * the database we just reached */
-        if (t0 - s->connected_at >= s->conf.heartbeat_timeout_s &&
-            (rc = sched_zombies(s, err, sizeof err)))
-            goto fail;
-        if ((rc = sched_requeue_stale(s, err, sizeof err)))
-            goto fail;
-    }
-    int started = 0;
-    if ((rc = sched_start_runs(s, &started, err, sizeof err)))
+    if ((rc = sched_steps(s, t0, housekeeping, &more, err, sizeof err)))
         goto fail;
-    if (started) {
-        /* commit new runs' task instances at once and queue them in the next
-         * pass: the first tries start sooner than after one long transaction */
-        full = 1;
-        goto commit;
-    }
-    if ((rc = sched_queue(s, &full, err, sizeof err)))
-        goto fail;
-    if ((rc = sched_finish_runs(s, err, sizeof err)))
-        goto fail;
-commit:
     if ((rc = db_exec(s->d, "COMMIT", err, sizeof err)))
         goto fail;
     if (housekeeping)
@@ -527,14 +331,21 @@ commit:
     s->stats.last_pass_ms = (sched_now() - t0) * 1000.0;
     if (prc == QUEUE_ECONN)
         return QUEUE_ECONN;
-    return full ? 1 : 0;
+    return more ? 1 : 0;
 
 fail:
     s->npending = kept; /* this pass did not commit: nothing of it to push */
-    if (rc != DB_ECONN) {
-        log_error("scheduling pass failed", "error=\"%s\"", err);
-        char ignore[256];
-        db_exec(s->d, "ROLLBACK", ignore, sizeof ignore);
+    if (rc == DB_ECONN)
+        return rc;
+    snprintf(s->last_error, sizeof s->last_error, "%s", err);
+    char ignore[256];
+    db_exec(s->d, "ROLLBACK", ignore, sizeof ignore);
+    if (db_error_transient(s->d)) {
+        /* a deadlock or a lock held elsewhere: nothing is wrong, try again */
+        log_warn("scheduling pass rolled back; retrying", "error=\"%s\"",
+                 log_quote(err, q, sizeof q));
+        return 1;
     }
-    return rc;
+    log_error("scheduling pass failed", "error=\"%s\"", log_quote(err, q, sizeof q));
+    return DB_EQUERY;
 }

@@ -210,9 +210,9 @@ UPDATE dagq.dag SET next_dagrun_start = '2024-01-31 00:00+00',
 run dags
 ok
 eq "$(printf '%s\n' "$OUT" | head -1 | tr -s ' ')" \
-    "DAG SCHEDULE TIMEZONE PAUSED TASKS ACTIVE RUNS LAST RUN NEXT RUN" "dags: header"
-row_is '^etl ' etl @daily Europe/Paris no 3 0 - 2024-02-01 00:00:00
-row_is '^report ' report - UTC no 0 0 - -
+    "DAG SCHEDULE TIMEZONE PAUSED TASKS ACTIVE RUNS LAST RUN NEXT RUN PARKED" "dags: header"
+row_is '^etl ' etl @daily Europe/Paris no 3 0 - 2024-02-01 00:00:00 no
+row_is '^report ' report - UTC no 0 0 - - no
 aligned SCHEDULE '^etl ' '@daily'
 aligned TIMEZONE '^report ' 'UTC'
 aligned 'NEXT RUN' '^etl ' '2024-02-01'
@@ -329,7 +329,7 @@ has "2024-01-31 10:00:00"
 
 run dags
 ok
-row_is '^etl ' etl @daily Europe/Paris no 3 3 queued 2024-02-01 00:00:00
+row_is '^etl ' etl @daily Europe/Paris no 3 3 queued 2024-02-01 00:00:00 no
 
 ### logs
 printf 'extracted 3 rows\nline two\n' >"$T_ROOT/extract.want"
@@ -406,7 +406,7 @@ ok
 eq "$OUT" "paused etl" "pause"
 eq "$(sql "SELECT is_paused FROM dagq.dag WHERE dag_id = 'etl'")" t "pause: is_paused"
 run dags
-row_is '^etl ' etl @daily Europe/Paris yes 3 3 queued 2024-02-01 00:00:00
+row_is '^etl ' etl @daily Europe/Paris yes 3 3 queued 2024-02-01 00:00:00 no
 run unpause etl
 ok
 eq "$OUT" "unpaused etl" "unpause"
@@ -419,21 +419,21 @@ run pause
 err 2 "missing argument DAG"
 
 ### workers
-sql "SELECT count(*) FROM dagq.worker_heartbeat('host-a:100', 'host-a', 100,
-                                                '{default,gpu}', 4, 1, 'up');
-INSERT INTO dagq.worker (worker_id, hostname, pid, groups, slots, running, state, heartbeat_at)
-VALUES ('host-b:200', 'host-b', 200, '{default}', 2, 0, 'up', now() - interval '5 minutes'),
-       ('host-c:300', 'host-c', 300, '{etl}', 8, 0, 'gone', now() - interval '2 hours');" >/dev/null ||
+sql "SELECT count(*) FROM dagq.worker_heartbeat('host-a:100', 'aaaaaaaa-0000-4000-8000-000000000001',
+                                                'host-a', 100, '{default,gpu}', 4, 1, 'up');
+INSERT INTO dagq.worker (worker_id, incarnation, hostname, pid, groups, slots, running, state, heartbeat_at)
+VALUES ('host-b:200', 'bbbbbbbb-0000-4000-8000-000000000002', 'host-b', 200, '{default}', 2, 0, 'up', now() - interval '5 minutes'),
+       ('host-c:300', 'cccccccc-0000-4000-8000-000000000003', 'host-c', 300, '{etl}', 8, 0, 'gone', now() - interval '2 hours');" >/dev/null ||
     fail "registering workers"
 run workers
 ok
 eq "$(printf '%s\n' "$OUT" | head -1 | tr -s ' ')" \
-    "WORKER HOST PID GROUPS SLOTS RUNNING STATE LAST HEARTBEAT" "workers: header"
+    "WORKER INCARNATION HOST PID GROUPS SLOTS RUNNING STATE LAST HEARTBEAT" "workers: header"
 CHECKS=$((CHECKS + 1))
-line '^host-a:100 ' | grep -qE '^host-a:100 +host-a +100 +default,gpu +4 +1 +up +[0-9.]+s ago$' ||
+line '^host-a:100 ' | grep -qE '^host-a:100 +aaaaaaaa +host-a +100 +default,gpu +4 +1 +up +[0-9.]+s ago$' ||
     fail "workers: row of host-a: $(line '^host-a:100 ')"
-row_is '^host-b:200 ' host-b:200 host-b 200 default 2 0 lost 5m00s ago
-row_is '^host-c:300 ' host-c:300 host-c 300 etl 8 0 gone 2h00m ago
+row_is '^host-b:200 ' host-b:200 bbbbbbbb host-b 200 default 2 0 lost 5m00s ago
+row_is '^host-c:300 ' host-c:300 cccccccc host-c 300 etl 8 0 gone 2h00m ago
 aligned PID '^host-c:300 ' 300 right
 aligned 'LAST HEARTBEAT' '^host-b:200 ' ago right
 

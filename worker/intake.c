@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,14 @@ typedef struct intake_consumer {
     int want; /* under mu: the batch its current poll asked for; -1 between polls */
 } intake_consumer;
 
+/* A message decided on, waiting for the settler thread to ack it (or
+ * dead-letter it with reason). */
+typedef struct intake_settle_item {
+    intake_item *it;
+    char *reason; /* NULL: ack */
+    struct intake_settle_item *next;
+} intake_settle_item;
+
 struct intake {
     const queue_conf *conf;
     int slots, wake_fd, ngroups;
@@ -32,7 +41,23 @@ struct intake {
     intake_consumer *consumers;
     queue_consumer **idle; /* scratch for intake_slot_freed (the caller's thread) */
     metrics *m;            /* borrowed; may be NULL */
+    /* broker writes the main loop asks for, done by the settler thread so
+     * that a stalled broker never blocks the loop that heartbeats */
+    pthread_t settler;
+    pthread_cond_t settle_cv;
+    intake_settle_item *settle_head, *settle_tail;
+    int settle_stop; /* under mu: the settler exits once its list is empty */
 };
+
+/* Starts a thread or gives up: a worker without its threads cannot work. */
+static void intake_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int rc = pthread_create(t, NULL, fn, arg);
+    if (rc != 0) {
+        log_error("cannot start a thread; exiting", "error=\"%s\"", strerror(rc));
+        abort();
+    }
+}
 
 static void intake_notify(intake *in)
 {
@@ -77,8 +102,10 @@ static void *intake_thread(void *arg)
             if (rc != QUEUE_OK) {
                 metrics_server_up(in->m, METRICS_BROKER, 0);
                 int ms = backoff_reconnect_ms(attempt++);
+                char q[512];
                 log_warn("cannot open the queue consumer, retrying",
-                         "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms, err);
+                         "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms,
+                         log_quote(err, q, sizeof q));
                 pthread_mutex_lock(&in->mu);
                 if (!atomic_load(&in->stopping))
                     intake_wait_locked(in, ms);
@@ -124,8 +151,9 @@ static void *intake_thread(void *arg)
         metrics_server_up(in->m, METRICS_BROKER, rc == QUEUE_OK);
         if (rc != QUEUE_OK) {
             int ms = backoff_reconnect_ms(attempt++);
+            char q[512];
             log_warn("queue poll failed, retrying", "group=%s retry_in_ms=%d error=\"%s\"",
-                     ic->group, ms, err);
+                     ic->group, ms, log_quote(err, q, sizeof q));
             pthread_mutex_lock(&in->mu);
             if (!atomic_load(&in->stopping))
                 intake_wait_locked(in, ms);
@@ -136,6 +164,8 @@ static void *intake_thread(void *arg)
     }
     return NULL;
 }
+
+static void *intake_settler(void *arg);
 
 intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slots, int wake_fd,
                      metrics *m)
@@ -149,13 +179,15 @@ intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slo
     pthread_mutex_init(&in->mu, NULL);
     pthread_cond_init(&in->cv, NULL);
     atomic_init(&in->stopping, 0);
+    pthread_cond_init(&in->settle_cv, NULL);
     in->consumers = mem_calloc((size_t)ngroups, sizeof *in->consumers);
     in->idle = mem_calloc((size_t)ngroups, sizeof *in->idle);
+    intake_thread_start(&in->settler, intake_settler, in);
     for (int i = 0; i < ngroups; i++) {
         in->consumers[i].in = in;
         in->consumers[i].group = groups[i];
         in->consumers[i].want = -1;
-        pthread_create(&in->consumers[i].thread, NULL, intake_thread, &in->consumers[i]);
+        intake_thread_start(&in->consumers[i].thread, intake_thread, &in->consumers[i]);
     }
     return in;
 }
@@ -203,7 +235,7 @@ static void intake_slot_freed_unlock(intake *in)
 /* Acks (or dead-letters, with reason) the item's message and frees it. */
 static void intake_settle(intake_item *it, const char *reason)
 {
-    char err[512];
+    char err[512], q[512];
     int rc;
     if (reason)
         rc = queue_consumer_dead_letter(it->consumer, it->msg, reason, err, sizeof err);
@@ -212,23 +244,65 @@ static void intake_settle(intake_item *it, const char *reason)
     if (rc != QUEUE_OK)
         log_warn(reason ? "dead-letter failed; the broker will deliver the message again"
                         : "ack failed; the broker will deliver the message again",
-                 "group=%s id=%s error=\"%s\"", it->group, it->msg->id, err);
+                 "group=%s id=%s error=\"%s\"", it->group, it->msg->id,
+                 log_quote(err, q, sizeof q));
     queue_msg_free(it->msg);
     mem_free(it);
 }
 
+/* The settler thread: acks and dead-letters in the order they were asked
+ * for, until stopped with nothing left to do. */
+static void *intake_settler(void *arg)
+{
+    intake *in = arg;
+    pthread_mutex_lock(&in->mu);
+    for (;;) {
+        intake_settle_item *si = in->settle_head;
+        if (!si) {
+            if (in->settle_stop)
+                break;
+            pthread_cond_wait(&in->settle_cv, &in->mu);
+            continue;
+        }
+        in->settle_head = si->next;
+        if (!in->settle_head)
+            in->settle_tail = NULL;
+        pthread_mutex_unlock(&in->mu);
+        intake_settle(si->it, si->reason);
+        mem_free(si->reason);
+        mem_free(si);
+        pthread_mutex_lock(&in->mu);
+    }
+    pthread_mutex_unlock(&in->mu);
+    return NULL;
+}
+
+/* Hands it to the settler. Called with mu held. */
+static void intake_settle_later(intake *in, intake_item *it, const char *reason)
+{
+    intake_settle_item *si = mem_calloc(1, sizeof *si);
+    si->it = it;
+    si->reason = mem_strdup(reason);
+    if (in->settle_tail)
+        in->settle_tail->next = si;
+    else
+        in->settle_head = si;
+    in->settle_tail = si;
+    pthread_cond_signal(&in->settle_cv);
+}
+
 void intake_done(intake *in, intake_item *it, const char *reason)
 {
-    intake_settle(it, reason);
     pthread_mutex_lock(&in->mu);
+    intake_settle_later(in, it, reason);
     in->inbox_n--;
     intake_slot_freed_unlock(in);
 }
 
 void intake_claimed(intake *in, intake_item *it)
 {
-    intake_settle(it, NULL);
     pthread_mutex_lock(&in->mu);
+    intake_settle_later(in, it, NULL);
     in->inbox_n--;
     in->running++;
     pthread_mutex_unlock(&in->mu);
@@ -260,6 +334,12 @@ void intake_stop(intake *in)
     pthread_mutex_unlock(&in->mu);
     for (int i = 0; i < in->ngroups; i++)
         pthread_join(in->consumers[i].thread, NULL);
+    /* what was decided is acked before the consumers go */
+    pthread_mutex_lock(&in->mu);
+    in->settle_stop = 1;
+    pthread_cond_signal(&in->settle_cv);
+    pthread_mutex_unlock(&in->mu);
+    pthread_join(in->settler, NULL);
     /* untaken messages: not acked, the broker hands them to another worker */
     for (intake_item *it = in->head, *next; it; it = next) {
         next = it->next;
@@ -272,5 +352,6 @@ void intake_stop(intake *in)
     mem_free(in->idle);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
+    pthread_cond_destroy(&in->settle_cv);
     mem_free(in);
 }

@@ -33,20 +33,24 @@ intake_item *intake_take(intake *in);
 /* Puts an item back at the head (e.g. the database is down). */
 void intake_unget(intake *in, intake_item *it);
 
-/* The message was decided on: acks it (or dead-letters it with reason when
- * reason is not NULL), frees it and the item, and frees its slot. */
+/* The message was decided on: frees its slot at once, and has the intake's
+ * settler thread ack it (or dead-letter it with reason when reason is not
+ * NULL) and free it and the item. The caller never waits for the broker, so
+ * a stalled broker cannot starve its heartbeats. */
 void intake_done(intake *in, intake_item *it, const char *reason);
 
-/* The message's try was claimed: acks it and frees it and the item; its slot
- * passes to the try, counted as running until intake_set_running says
- * otherwise, so no consumer can take it in between. */
+/* The message's try was claimed: the settler acks it and frees it and the
+ * item; its slot passes to the try, counted as running until
+ * intake_set_running says otherwise, so no consumer can take it in
+ * between. */
 void intake_claimed(intake *in, intake_item *it);
 
 /* How many tries run now; frees slots for the consumers. */
 void intake_set_running(intake *in, int running);
 
-/* Stops the threads (messages not yet taken are left unacked, so the broker
- * delivers them again elsewhere) and leaves the consumer groups. */
+/* Stops the threads (acks already asked for are done first; messages not
+ * yet taken are left unacked, so the broker delivers them again elsewhere)
+ * and leaves the consumer groups. */
 void intake_stop(intake *in);
 
 #endif

@@ -68,8 +68,8 @@ case_bad_pools_rejected_with_named_problem() {
     assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','x','true','db',4)")" \
         'needs 4 slots of pool "db", which has only 3' "task larger than its pool"
     assert_contains "$(sql_err "INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','x','true','db',0)")" \
-        'pool_slots must be at least 1' "zero pool_slots"
-    assert_contains "$(sql_err "INSERT INTO dagq.pool (pool, slots) VALUES ('p', -1)")" 'slots must be 0 or more' "negative slots"
+        'pool_slots must be from 1 to 1000000' "zero pool_slots"
+    assert_contains "$(sql_err "INSERT INTO dagq.pool (pool, slots) VALUES ('p', -1)")" 'slots must be from 0 to 1000000' "negative slots"
     assert_contains "$(sql_err "INSERT INTO dagq.pool (pool, slots) VALUES ('no pool', 1)")" 'pool "no pool" is not valid' "pool name"
     # tasks may come before their pool in one transaction
     sql "BEGIN; INSERT INTO dagq.task (dag_id, task_id, command, pool, pool_slots) VALUES ('d','a','true','api',2);
