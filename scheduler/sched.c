@@ -190,7 +190,7 @@ static int sched_render_run(sched *s, const char *run_id, char *err, size_t errl
                   "SELECT r.dag_id, floor(extract(epoch FROM r.logical_date))::bigint,"
                   " floor(extract(epoch FROM r.data_interval_start))::bigint,"
                   " floor(extract(epoch FROM r.data_interval_end))::bigint,"
-                  " p.key, COALESCE(p.value #>> '{}', '')"
+                  " p.key, COALESCE(p.value #>> '{}', ''), COALESCE(r.conf ? p.key, true)"
                   " FROM dagq.dag_run r JOIN dagq.dag d ON d.dag_id = r.dag_id"
                   " LEFT JOIN LATERAL jsonb_each(d.params || r.conf) p ON true"
                   " WHERE r.run_id = $1",
@@ -202,16 +202,17 @@ static int sched_render_run(sched *s, const char *run_id, char *err, size_t errl
     vars = mem_calloc(nvars, sizeof *vars);
     char dates[5][40];
     tmpl_date_vars(sched_ll(ctx, 0, 1), sched_ll(ctx, 0, 2), sched_ll(ctx, 0, 3), vars, dates);
-    vars[5] = (tmpl_var){"run_id", run_id};
-    vars[6] = (tmpl_var){"dag_id", PQgetvalue(ctx, 0, 0)};
+    vars[5] = (tmpl_var){"run_id", run_id, TMPL_FROM_DAG};
+    vars[6] = (tmpl_var){"dag_id", PQgetvalue(ctx, 0, 0), TMPL_FROM_DAG};
     char **names = mem_calloc((size_t)nparams + 1, sizeof *names);
     for (int i = 0; i < nparams; i++) {
         names[i] = mem_printf("params.%s", PQgetvalue(ctx, i, 4));
-        vars[8 + i] = (tmpl_var){names[i], PQgetvalue(ctx, i, 5)};
+        tmpl_origin o = PQgetvalue(ctx, i, 6)[0] == 'f' ? TMPL_FROM_DAG : TMPL_FROM_CONF;
+        vars[8 + i] = (tmpl_var){names[i], PQgetvalue(ctx, i, 5), o};
     }
     for (int i = 0; i < PQntuples(tis) && rc == 0; i++) {
         const char *task_id = PQgetvalue(tis, i, 1);
-        vars[7] = (tmpl_var){"task_id", task_id};
+        vars[7] = (tmpl_var){"task_id", task_id, TMPL_FROM_DAG};
         char *out = NULL;
         char terr[512];
         if (tmpl_render(PQgetvalue(tis, i, 2), vars, nvars, &out, terr, sizeof terr) == 0) {
