@@ -385,7 +385,7 @@ static int worker_take(worker *w, intake_item *it)
     char **envp = worker_env(w, &m, claim, env);
     child *ch = NULL;
     char serr[256];
-    if (child_spawn(PQgetvalue(claim, 0, 0), envp, &ch, serr, sizeof serr) != 0) {
+    if (child_spawn(PQgetvalue(claim, 0, 0), envp, NULL, &ch, serr, sizeof serr) != 0) {
         char *note = mem_printf("cannot start the command: %s", serr);
         log_error("cannot start the command", "ti=%s try=%s error=\"%s\"", ti, tr, serr);
         worker_add_result(w, x, 0, -1, note, NULL, 0);
