@@ -651,6 +651,11 @@ static void lex_dollar(lex *L, size_t next)
             lex_take(L, n2);
         return;
     }
+    int kind = L->st[L->top].kind;
+    if ((d == '\'' || d == '"') && (kind == F_DQ || kind == F_HEREDOC)) {
+        lex_take(L, next); /* "...$" and "$'": a plain $ there, in every shell */
+        return;
+    }
     if (d == '\'' || d == '"' || d == '[' || d == '\\') {
         lex_unsure(L, "$', $\", $[ or $\\, which shells read differently");
         return;

@@ -32,7 +32,8 @@
  *
  * Where no quoting is safe the render fails with an error naming the variable
  * and the reason (the task instance then fails with that note; pass such a
- * value through the environment instead, e.g. "$DAGQ_PARAM_TABLE"):
+ * value through the environment instead, where the shell never parses it:
+ * "$DAGQ_PARAM_TABLE" once params are exported, see tmpl_param_env_name):
  *   - a value with a newline in a # comment, in a here-document body, or on the
  *     line of a here-document operator (`cat <<EOF {{ v }}`);
  *   - a value with `$`, a backquote or `\` in an unquoted here-document
@@ -41,8 +42,8 @@
  *   - a value inside `${...}`, in a here-document delimiter, right after a `\`
  *     that would escape it, right after `$` or `$NAME` (write `${NAME}`);
  *   - inside `$(( ))` anything but digits;
- *   - any value after text the lexer cannot classify with certainty: `$'`,
- *     `$"`, `$[`, `<<<`, `case` inside `$( )`, backquotes inside backquotes,
+ *   - any value after text the lexer cannot classify with certainty: `$'`
+ *     and `$"` outside double quotes (bash reads them as quotes), `$[`, `<<<`, `case` inside `$( )`, backquotes inside backquotes,
  *     `\"` inside backquotes, quotes or backslashes inside `$(( ))` or
  *     `${...}`, a here-document inside `$( )` or backquotes, a newline inside
  *     `$( )` in a here-document, a backslash-newline in an unquoted

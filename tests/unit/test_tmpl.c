@@ -878,6 +878,10 @@ TEST(sh_refused_where_the_lexer_is_not_sure)
                          show(unsure[i], strlen(unsure[i])), cmd ? cmd : err);
         mem_free(cmd);
     }
+    /* inside "..." and here-documents $" and $' are a plain $ */
+    expect_sh("printf %s \"a$\" {{ params.v }}", "b c", "a$b c");
+    expect_sh("printf %s \"$'\" {{ params.v }}", "b c", "$'b c");
+    expect_sh("cat <<EOF\n$'x' {{ params.v }}\nEOF", "b c", "$'x' b c\n");
     /* the same text with no value after it renders (and a value before it) */
     char *out = NULL, err[512] = "";
     ASSERT_EQ(render_v("printf %s {{ params.v }} $'x'", "a b", &out, err, sizeof err), 0);
