@@ -26,7 +26,7 @@ static char *opt_kafka_topic_prefix;
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
 static const config_option cli_options[] = {
-    {"database-url", CONFIG_STRING, NULL,
+    {"database-url", CONFIG_SECRET, NULL,
      "metastore conninfo or URI (unset: libpq's defaults, PGHOST ...)", &opt_database_url},
     {"log-level", CONFIG_STRING, "error", "debug, info, warn or error", &opt_log_level},
     {"conf", CONFIG_STRING, NULL, "trigger: the run's conf, a JSON object", &opt_conf},
@@ -38,7 +38,7 @@ static const config_option cli_options[] = {
      INT_MAX},
     {"downstream", CONFIG_FLAG, NULL, "clear: also clear the tasks downstream of TASK_ID",
      &opt_downstream},
-    {"broker-url", CONFIG_STRING, NULL,
+    {"broker-url", CONFIG_SECRET, NULL,
      "queues: the broker (redis://... or kafka://...) whose backlog to show", &opt_broker_url},
     {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
     {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "queues: Kafka topic prefix",

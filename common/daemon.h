@@ -16,10 +16,10 @@ typedef struct daemon_opts {
 
 /* The option rows (config_option initialisers) for the fields of *o. */
 #define DAEMON_OPTIONS(o)                                                                          \
-    {"database-url", CONFIG_STRING, NULL,                                                          \
+    {"database-url", CONFIG_SECRET, NULL,                                                          \
      "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",             \
      &(o)->database_url},                                                                          \
-        {"broker-url", CONFIG_STRING, "redis://127.0.0.1:6379/0",                                  \
+        {"broker-url", CONFIG_SECRET, "redis://127.0.0.1:6379/0",                                  \
          "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",   \
          &(o)->broker_url},                                                                        \
         {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &(o)->redis_prefix},          \

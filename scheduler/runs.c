@@ -196,19 +196,22 @@ static void runs_vars_free(runs_vars *rv)
     mem_free(rv->v);
 }
 
-/* Fills rv from ctx (rows: dag, logical date, interval, param key, value). */
+/* Fills rv from ctx (rows: dag, logical date, interval, param key, value,
+ * whether the value came from the run's conf). */
 static void runs_vars_fill(runs_vars *rv, PGresult *ctx, const char *run_id)
 {
     rv->nparams = PQgetisnull(ctx, 0, 4) ? 0 : PQntuples(ctx);
     rv->n = 8 + (size_t)rv->nparams;
     rv->v = mem_calloc(rv->n, sizeof *rv->v);
     tmpl_date_vars(runs_ll(ctx, 0, 1), runs_ll(ctx, 0, 2), runs_ll(ctx, 0, 3), rv->v, rv->dates);
-    rv->v[5] = (tmpl_var){"run_id", run_id};
-    rv->v[6] = (tmpl_var){"dag_id", PQgetvalue(ctx, 0, 0)};
+    rv->v[5] = (tmpl_var){"run_id", run_id, TMPL_FROM_DAG};
+    rv->v[6] = (tmpl_var){"dag_id", PQgetvalue(ctx, 0, 0), TMPL_FROM_DAG};
     rv->names = mem_calloc((size_t)rv->nparams + 1, sizeof *rv->names);
     for (int i = 0; i < rv->nparams; i++) {
         rv->names[i] = mem_printf("params.%s", PQgetvalue(ctx, i, 4));
-        rv->v[8 + i] = (tmpl_var){rv->names[i], PQgetvalue(ctx, i, 5)};
+        /* a value a run's conf gave (or overrode) is never trusted raw */
+        tmpl_origin o = PQgetvalue(ctx, i, 6)[0] == 'f' ? TMPL_FROM_DAG : TMPL_FROM_CONF;
+        rv->v[8 + i] = (tmpl_var){rv->names[i], PQgetvalue(ctx, i, 5), o};
     }
 }
 
@@ -229,7 +232,7 @@ static int runs_render(db *d, metrics *m, const char *run_id, char *errbuf, size
                   " floor(extract(epoch FROM r.logical_date))::bigint,"
                   " floor(extract(epoch FROM r.data_interval_start))::bigint,"
                   " floor(extract(epoch FROM r.data_interval_end))::bigint,"
-                  " p.key, COALESCE(p.value #>> '{}', '')"
+                  " p.key, COALESCE(p.value #>> '{}', ''), COALESCE(r.conf ? p.key, true)"
                   " FROM dagq.dag_run r"
                   " LEFT JOIN LATERAL jsonb_each(COALESCE(r.params, '{}')) p ON true"
                   " WHERE r.run_id = $1",
@@ -239,7 +242,7 @@ static int runs_render(db *d, metrics *m, const char *run_id, char *errbuf, size
     runs_vars_fill(&rv, ctx, run_id);
     for (int i = 0; i < PQntuples(tis) && rc == 0; i++) {
         const char *task_id = PQgetvalue(tis, i, 1);
-        rv.v[7] = (tmpl_var){"task_id", task_id};
+        rv.v[7] = (tmpl_var){"task_id", task_id, TMPL_FROM_DAG};
         char *out = NULL, terr[512], q[600];
         if (tmpl_render(PQgetvalue(tis, i, 2), rv.v, rv.n, &out, terr, sizeof terr) == 0) {
             const char *u[2] = {PQgetvalue(tis, i, 0), out};

@@ -53,7 +53,7 @@ static void on_child(int sig)
 }
 
 static daemon_opts dopt;
-static char *opt_name;
+static char *opt_name, *opt_run_as;
 static long long opt_slots, opt_heartbeat_interval, opt_drain_timeout, opt_reclaim_idle;
 static config_list opt_groups;
 
@@ -67,6 +67,9 @@ static const config_option options[] = {
     {"drain-timeout", CONFIG_INT, "60",
      "on SIGTERM, seconds to let running tasks finish before giving them back as retries",
      &opt_drain_timeout, 0, 86400},
+    {"run-as", CONFIG_STRING, NULL,
+     "run every task as this OS user (the worker needs root or CAP_SETUID and CAP_SETGID)",
+     &opt_run_as},
     {"reclaim-idle-ms", CONFIG_INT, "30000",
      "Redis: reclaim messages a dead consumer left unacknowledged this long", &opt_reclaim_idle,
      100, 86400000},
@@ -160,6 +163,12 @@ int main(int argc, char **argv)
         return 1;
     }
     install_signals();
+    child_identity *run_as = NULL;
+    if (opt_run_as && child_identity_lookup(opt_run_as, &run_as, err, sizeof err) != 0) {
+        fprintf(stderr, "dagq-worker: --run-as: %s\n", err);
+        config_free(options);
+        return 2;
+    }
 
     queue_conf qc = daemon_queue_conf(&dopt, name);
     qc.reclaim_idle_ms = (int)opt_reclaim_idle;
@@ -186,6 +195,7 @@ int main(int argc, char **argv)
         .metrics = m,
         .wake_rd = wake_pipe[0],
         .wake_wr = wake_pipe[1],
+        .run_as = run_as,
     };
     if (wc.slots < 1)
         wc.slots = 1;
@@ -194,6 +204,7 @@ int main(int argc, char **argv)
              worker_incarnation(w), wc.slots, wc.ngroups, dopt.broker_url);
     worker_run(w, &stop_requested, &stop_now, &hup_seen);
     worker_free(w);
+    child_identity_free(run_as);
     http_stop(hs);
     metrics_free(m);
     close(wake_pipe[0]);

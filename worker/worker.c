@@ -284,7 +284,7 @@ static void worker_spawn(worker *w, run *x, const msg_task *m, PGresult *claim)
     char **envp = worker_env(w, m, claim);
     child *ch = NULL;
     char serr[256], q[300];
-    if (child_spawn(PQgetvalue(claim, 0, 0), envp, &ch, serr, sizeof serr) != 0) {
+    if (child_spawn(PQgetvalue(claim, 0, 0), envp, w->conf.run_as, &ch, serr, sizeof serr) != 0) {
         char *note = mem_printf("cannot start the command: %s", serr);
         log_error("cannot start the command", "ti=%lld try=%d error=\"%s\"", x->ti, x->try_number,
                   log_quote(serr, q, sizeof q));

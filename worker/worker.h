@@ -16,6 +16,7 @@
 #ifndef DAGQ_WORKER_H
 #define DAGQ_WORKER_H
 
+#include "child.h"
 #include "metrics.h"
 #include "queue.h"
 
@@ -29,9 +30,10 @@ typedef struct worker_conf {
     double heartbeat_s;     /* between heartbeats */
     double drain_timeout_s; /* on stop: how long running tries may finish */
     const char *database_url;
-    const queue_conf *queue; /* borrowed, must outlive the worker */
-    metrics *metrics;        /* borrowed, may be NULL */
-    int wake_rd, wake_wr;    /* the self-pipe: signal handlers write to wake_wr */
+    const queue_conf *queue;      /* borrowed, must outlive the worker */
+    metrics *metrics;             /* borrowed, may be NULL */
+    int wake_rd, wake_wr;         /* the self-pipe: signal handlers write to wake_wr */
+    const child_identity *run_as; /* borrowed; NULL: tasks run as the worker's user */
 } worker_conf;
 
 typedef struct worker worker; /* opaque */
