@@ -14,7 +14,7 @@
 /* The advisory lock of a scheduling pass ("dagqsch" folded into an int8). */
 #define SCHED_LOCK_KEY "7234031785934611"
 #define SCHED_START_MAX 100        /* most runs started in one pass */
-#define SCHED_MISSING_EVERY_S 30.0 /* how often groups without workers are reported */
+#define SCHED_MISSING_EVERY_S 10.0 /* how often groups without workers are reported */
 #define SCHED_PRUNE_EVERY_S 600.0  /* how often rows of long-gone workers are pruned */
 #define SCHED_STARTUP_REPUSH_S 2.0 /* a fresh scheduler re-pushes tries queued this long */
 

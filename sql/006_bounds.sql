@@ -191,6 +191,19 @@ BEGIN
 END;
 $$;
 
+-- Editing any part of a parked DAG's definition (its tasks, its edges)
+-- unparks it: the scheduler tries it again.
+CREATE FUNCTION dagq.unpark(p_dag_id text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dagq.dag SET parked_reason = NULL, parked_at = NULL
+     WHERE dag_id = p_dag_id AND parked_reason IS NOT NULL;
+    IF FOUND THEN
+        PERFORM pg_notify('dagq', 'dag');
+    END IF;
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION dagq.task_validate() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -203,9 +216,27 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'dagq.task "%.%": %', NEW.dag_id, NEW.task_id, err USING ERRCODE = 'check_violation';
     END IF;
+    PERFORM dagq.unpark(NEW.dag_id);
     RETURN NEW;
 END;
 $$;
+
+CREATE FUNCTION dagq.definition_unpark() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM dagq.unpark(OLD.dag_id);
+        RETURN OLD;
+    END IF;
+    PERFORM dagq.unpark(NEW.dag_id);
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER task_delete_unpark AFTER DELETE ON dagq.task
+    FOR EACH ROW EXECUTE FUNCTION dagq.definition_unpark();
+CREATE TRIGGER dependency_unpark AFTER INSERT OR UPDATE OR DELETE ON dagq.task_dependency
+    FOR EACH ROW EXECUTE FUNCTION dagq.definition_unpark();
 
 CREATE OR REPLACE FUNCTION dagq.pool_validate() RETURNS trigger
 LANGUAGE plpgsql AS $$

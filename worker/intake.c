@@ -22,11 +22,12 @@ typedef struct intake_consumer {
     int want; /* under mu: the batch its current poll asked for; -1 between polls */
 } intake_consumer;
 
-/* A message decided on, waiting for the settler thread to ack it (or
- * dead-letter it with reason). */
+/* Broker work for the settler thread: a message decided on, to ack (or
+ * dead-letter with reason), or an idle consumer to wake. */
 typedef struct intake_settle_item {
-    intake_item *it;
-    char *reason; /* NULL: ack */
+    intake_item *it;      /* NULL for a wake */
+    char *reason;         /* NULL: ack */
+    queue_consumer *wake; /* set for a wake */
     struct intake_settle_item *next;
 } intake_settle_item;
 
@@ -39,8 +40,7 @@ struct intake {
     intake_item *head, *tail;
     atomic_int stopping;
     intake_consumer *consumers;
-    queue_consumer **idle; /* scratch for intake_slot_freed (the caller's thread) */
-    metrics *m;            /* borrowed; may be NULL */
+    metrics *m; /* borrowed; may be NULL */
     /* broker writes the main loop asks for, done by the settler thread so
      * that a stalled broker never blocks the loop that heartbeats */
     pthread_t settler;
@@ -181,7 +181,6 @@ intake *intake_start(const queue_conf *conf, char **groups, int ngroups, int slo
     atomic_init(&in->stopping, 0);
     pthread_cond_init(&in->settle_cv, NULL);
     in->consumers = mem_calloc((size_t)ngroups, sizeof *in->consumers);
-    in->idle = mem_calloc((size_t)ngroups, sizeof *in->idle);
     intake_thread_start(&in->settler, intake_settler, in);
     for (int i = 0; i < ngroups; i++) {
         in->consumers[i].in = in;
@@ -217,19 +216,19 @@ void intake_unget(intake *in, intake_item *it)
     pthread_mutex_unlock(&in->mu);
 }
 
+static void intake_settle_later(intake *in, intake_item *it, const char *reason,
+                                queue_consumer *wake);
+
 /* A slot was freed: consumers polling with no slot to offer (max == 0)
  * look again at once. The others need no wake: a poll that asked for
- * messages returns with the first one. Wakes are sent after mu is released
+ * messages returns with the first one. The wakes are the settler's to send
  * (on Redis a wake is a round trip). Called with mu held; releases it. */
 static void intake_slot_freed_unlock(intake *in)
 {
-    int n = 0;
     for (int i = 0; i < in->ngroups; i++)
         if (in->consumers[i].c && in->consumers[i].want == 0)
-            in->idle[n++] = in->consumers[i].c;
+            intake_settle_later(in, NULL, NULL, in->consumers[i].c);
     pthread_mutex_unlock(&in->mu);
-    for (int i = 0; i < n; i++)
-        queue_consumer_wake(in->idle[i]);
 }
 
 /* Acks (or dead-letters, with reason) the item's message and frees it. */
@@ -268,7 +267,10 @@ static void *intake_settler(void *arg)
         if (!in->settle_head)
             in->settle_tail = NULL;
         pthread_mutex_unlock(&in->mu);
-        intake_settle(si->it, si->reason);
+        if (si->wake)
+            queue_consumer_wake(si->wake);
+        else
+            intake_settle(si->it, si->reason);
         mem_free(si->reason);
         mem_free(si);
         pthread_mutex_lock(&in->mu);
@@ -277,12 +279,14 @@ static void *intake_settler(void *arg)
     return NULL;
 }
 
-/* Hands it to the settler. Called with mu held. */
-static void intake_settle_later(intake *in, intake_item *it, const char *reason)
+/* Hands it (or the wake) to the settler. Called with mu held. */
+static void intake_settle_later(intake *in, intake_item *it, const char *reason,
+                                queue_consumer *wake)
 {
     intake_settle_item *si = mem_calloc(1, sizeof *si);
     si->it = it;
     si->reason = mem_strdup(reason);
+    si->wake = wake;
     if (in->settle_tail)
         in->settle_tail->next = si;
     else
@@ -294,7 +298,7 @@ static void intake_settle_later(intake *in, intake_item *it, const char *reason)
 void intake_done(intake *in, intake_item *it, const char *reason)
 {
     pthread_mutex_lock(&in->mu);
-    intake_settle_later(in, it, reason);
+    intake_settle_later(in, it, reason, NULL);
     in->inbox_n--;
     intake_slot_freed_unlock(in);
 }
@@ -302,7 +306,7 @@ void intake_done(intake *in, intake_item *it, const char *reason)
 void intake_claimed(intake *in, intake_item *it)
 {
     pthread_mutex_lock(&in->mu);
-    intake_settle_later(in, it, NULL);
+    intake_settle_later(in, it, NULL, NULL);
     in->inbox_n--;
     in->running++;
     pthread_mutex_unlock(&in->mu);
@@ -349,7 +353,6 @@ void intake_stop(intake *in)
     for (int i = 0; i < in->ngroups; i++)
         queue_consumer_free(in->consumers[i].c);
     mem_free(in->consumers);
-    mem_free(in->idle);
     pthread_mutex_destroy(&in->mu);
     pthread_cond_destroy(&in->cv);
     pthread_cond_destroy(&in->settle_cv);

@@ -170,7 +170,7 @@ void results_flush(results *r, db *d, double now)
             int transient = db_error_transient(d);
             if (!transient)
                 x->failures++;
-            x->next_at = now + (transient ? 0.05 : backoff_reconnect_ms(x->failures + 2) / 1000.0);
+            x->next_at = now + (transient ? 0.05 : backoff_reconnect_ms(x->failures - 1) / 1000.0);
             log_write(transient ? LOG_WARN : LOG_ERROR,
                       transient ? "cannot record the result yet; trying again"
                                 : "cannot record the result; trying again",
