@@ -107,10 +107,10 @@ redis_stop() {
     local pid
     pid=$(redis_pid)
     [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null
+    kill "$pid" 2>/dev/null || true
     local i
     for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null
+    kill -9 "$pid" 2>/dev/null || true
     rm -f "${REDIS_DIR:-/nonexistent}/pid"
 }
 
@@ -134,10 +134,13 @@ if [ -f "$T_REPO/tests/kafka.sh" ]; then
     . "$T_REPO/tests/kafka.sh"
 fi
 
+# Stops what the script started and removes $T_ROOT (unless T_KEEP is set).
+# Safe under `set -e` (scripts/demo.sh): a server that is already gone is
+# not an error.
 t_cleanup() {
     local p
-    for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    type kafka_stop >/dev/null 2>&1 && kafka_stop
+    for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    if type kafka_stop >/dev/null 2>&1; then kafka_stop; fi
     redis_stop
     pg_stop
     if [ -z "${T_KEEP:-}" ]; then rm -rf "$T_ROOT"; else echo "kept $T_ROOT" >&2; fi
