@@ -1,11 +1,13 @@
 # tests/itest.sh — helpers for integration test cases (sourced by run.sh
 # after tests/lib.sh). Each case runs in its own subshell with a fresh
 # database ($DAGQ_DATABASE_URL), a private queue prefix, and its own log
-# folder $T_CASE; processes it starts are stopped at its end and their logs
-# checked for sanitizer reports.
+# folder $T_CASE. Processes it starts are stopped at its end, and every
+# $T_CASE/*.log is checked: a sanitizer report, or a `level=error` line the
+# case did not declare with expect_log_errors, fails the case.
 
 declare -A P_PID=()
 T_FAILS=0
+T_EXPECTED_ERRORS=()
 
 # psql on the case's database: one value per line, fields separated by |
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -c "$1"; }
@@ -79,14 +81,41 @@ stop_all() {
     for n in "${!P_PID[@]}"; do stop "$n"; done
 }
 
-# Sanitizer reports in any log of the case fail it.
+# expect_log_errors REGEX [NAME...]: the case provokes errors on purpose;
+# `level=error` lines matching the extended REGEX are expected, in the logs
+# $T_CASE/NAME.log given, or in any log of the case without a NAME. Declare
+# each error the case causes (a killed PostgreSQL, a junk message) as
+# narrowly as it can be named: any other error line fails the case.
+expect_log_errors() {
+    local re=$1 n
+    shift
+    if [ $# -eq 0 ]; then
+        T_EXPECTED_ERRORS+=("*"$'\t'"$re")
+    else
+        for n in "$@"; do T_EXPECTED_ERRORS+=("$n"$'\t'"$re"); done
+    fi
+}
+
+# Fails the case for a sanitizer report in any of its logs, or for a
+# `level=error` line no expect_log_errors declared.
 check_logs() {
-    local f
+    local f name lines e
     for f in "$T_CASE"/*.log; do
         [ -f "$f" ] || continue
+        name=$(basename "$f" .log)
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
-            fail "sanitizer report in $(basename "$f"):"
+            fail "sanitizer report in $name.log:"
             grep -E -A25 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -60 >&2
+        fi
+        lines=$(grep -E '(^| )level=error( |$)' "$f")
+        for e in "${T_EXPECTED_ERRORS[@]}"; do
+            [ -n "$lines" ] || break
+            case ${e%%$'\t'*} in "*" | "$name") ;; *) continue ;; esac
+            lines=$(grep -vE -- "${e#*$'\t'}" <<<"$lines")
+        done
+        if [ -n "$lines" ]; then
+            fail "unexpected level=error in $name.log ($(wc -l <<<"$lines") lines; expect_log_errors declares the expected ones):"
+            head -10 <<<"$lines" | sed 's/^/      /' >&2
         fi
     done
 }
