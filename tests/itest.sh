@@ -1,9 +1,14 @@
-# tests/itest.sh — helpers for integration test cases (sourced by run.sh
-# after tests/lib.sh). Each case runs in its own subshell with a fresh
-# database ($DAGQ_DATABASE_URL), a private queue prefix, and its own log
-# folder $T_CASE. Processes it starts are stopped at its end, and every
-# $T_CASE/*.log is checked: a sanitizer report, or a `level=error` line the
-# case did not declare with expect_log_errors, fails the case.
+# tests/itest.sh — helpers for integration test cases (sourced by
+# tests/lane.sh after tests/lib.sh). Each case runs in its own subshell, in
+# one of tests/run.sh's lanes (DAGQ_TEST_JOBS), with a fresh database
+# ($DAGQ_DATABASE_URL), a private queue prefix ($DAGQ_REDIS_PREFIX,
+# $DAGQ_KAFKA_TOPIC_PREFIX), its lane's own PostgreSQL, Redis and Kafka
+# ($PG_PORT, $REDIS_PORT, $KAFKA_URL: a case may kill and restart them with
+# pg_kill, redis_restart, kafka_restart; nothing outside the lane sees it)
+# and its own log folder $T_CASE. Processes it starts are stopped at its
+# end, and every $T_CASE/*.log is checked: a sanitizer report, or a
+# `level=error` line the case did not declare with expect_log_errors, fails
+# the case.
 
 declare -A P_PID=()
 T_FAILS=0
