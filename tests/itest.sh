@@ -53,6 +53,7 @@ start_worker() { local n=$1; shift; start "$n" dagq-worker --name "$n" --heartbe
 stop() {
     local name=$1 pid=${P_PID[$1]:-}
     [ -n "$pid" ] || return 0
+    kill -CONT "$pid" 2>/dev/null # one a case stopped (SIGSTOP) cannot hear SIGTERM
     kill -TERM "$pid" 2>/dev/null
     local i
     for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
