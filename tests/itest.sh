@@ -102,8 +102,8 @@ expect_log_errors() {
     fi
 }
 
-# Fails the case for a sanitizer report in any of its logs, or for a
-# `level=error` line no expect_log_errors declared.
+# Fails the case for a sanitizer or valgrind report in any of its logs, or
+# for a `level=error` line no expect_log_errors declared.
 check_logs() {
     local f name lines e
     for f in "$T_CASE"/*.log; do
@@ -112,6 +112,11 @@ check_logs() {
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
             fail "sanitizer report in $name.log:"
             grep -E -A25 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -60 >&2
+        fi
+        # TEST_PREFIX="valgrind -q" prints nothing but its reports
+        if grep -qE '^==[0-9]+== ' "$f"; then
+            fail "valgrind report in $name.log:"
+            grep -E '^==[0-9]+== ' "$f" | head -60 >&2
         fi
         lines=$(grep -E '(^| )level=error( |$)' "$f")
         for e in "${T_EXPECTED_ERRORS[@]}"; do

@@ -5,6 +5,9 @@
 # dagq program the tests start.
 
 T_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# ASan binaries cannot run under valgrind: with a TEST_PREFIX that names
+# valgrind, the release build's programs (bin/, make all) are the ones tested.
+case ${TEST_PREFIX:-} in *valgrind*) : "${T_BIN:=$T_REPO/bin}" ;; esac
 : "${T_BIN:=$T_REPO/build/san/bin}"
 : "${T_ROOT:=$(mktemp -d /tmp/dagq-test.XXXXXX)}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
