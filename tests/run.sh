@@ -9,7 +9,7 @@
 # narrows the integration tests to those whose name (redis/core/diamond_...,
 # cli_test) contains one of the NAMEs; a NAME that matches nothing fails.
 #
-# Integration tests run in DAGQ_TEST_JOBS lanes at once (default 3; 1 runs
+# Integration tests run in DAGQ_TEST_JOBS lanes at once (default 4; 1 runs
 # them one after another). Each lane is a tests/lane.sh in a session of its
 # own with its own PostgreSQL, Redis and, once it draws a Kafka case, Kafka,
 # on private ports and data directories under this run's folder, started
@@ -17,7 +17,10 @@
 # only its lane. Lanes draw tests from one queue, longest first: durations
 # measured by earlier runs are kept in tests/.run/durations (git-ignored);
 # tests/durations.txt is the committed estimate for a fresh clone. Each case
-# gets a fresh database and queue prefix.
+# gets a fresh database and queue prefix, and is stopped after
+# DAGQ_TEST_CASE_TIMEOUT seconds (900). Most cases wait more than they
+# compute, so lanes beyond the cores still pay: on 2 cores a full run took
+# 5m40s one after another, 3m15s in 2 lanes, 2m46s in 3, 1m57s in 4.
 #
 # Output: one "ok"/"FAIL" line per test with its duration (a failing case's
 # last 40 lines above it), "skip" lines for what was not run, and
@@ -27,12 +30,13 @@
 # are required unless DAGQ_TEST_BROKERS names fewer, and what that leaves
 # out is reported as skipped.
 #
-# A case fails on a sanitizer report or a `level=error` line in any of its
-# logs ($T_CASE/*.log) that it did not declare with expect_log_errors (see
-# tests/itest.sh). The servers, every process a case started and the run's
-# folder are removed on exit, on Ctrl-C and on SIGTERM; T_KEEP=1 keeps the
-# folder, T_KEEP_FAILED=1 keeps it when a test failed. TEST_PREFIX (e.g.
-# "valgrind -q") wraps every dagq program the cases start.
+# A case fails on a sanitizer or valgrind report, or a `level=error` line,
+# in any of its logs ($T_CASE/*.log) that it did not declare with
+# expect_log_errors 'REGEX' [NAME...] (see tests/itest.sh). The servers,
+# every process a case started and the run's folder are removed on exit,
+# on Ctrl-C and on SIGTERM; T_KEEP=1 keeps the folder, T_KEEP_FAILED=1 keeps
+# it when a test failed. TEST_PREFIX (e.g. "valgrind -q", which tests the
+# release build in bin/) wraps every dagq program the cases start.
 set -u
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -57,7 +61,7 @@ for b in $brokers; do
         ;;
     esac
 done
-jobs=${DAGQ_TEST_JOBS:-3}
+jobs=${DAGQ_TEST_JOBS:-4}
 case $jobs in '' | *[!0-9]* | 0) echo "DAGQ_TEST_JOBS must be a number of lanes, 1 or more" >&2; exit 2 ;; esac
 
 passed=0
