@@ -1,11 +1,18 @@
-# tests/itest.sh — helpers for integration test cases (sourced by run.sh
-# after tests/lib.sh). Each case runs in its own subshell with a fresh
-# database ($DAGQ_DATABASE_URL), a private queue prefix, and its own log
-# folder $T_CASE; processes it starts are stopped at its end and their logs
-# checked for sanitizer reports.
+# tests/itest.sh — helpers for integration test cases (sourced by
+# tests/lane.sh after tests/lib.sh). Each case runs in its own subshell, in
+# one of tests/run.sh's lanes (DAGQ_TEST_JOBS), with a fresh database
+# ($DAGQ_DATABASE_URL), a private queue prefix ($DAGQ_REDIS_PREFIX,
+# $DAGQ_KAFKA_TOPIC_PREFIX), its lane's own PostgreSQL, Redis and Kafka
+# ($PG_PORT, $REDIS_PORT, $KAFKA_URL: a case may kill and restart them with
+# pg_kill, redis_restart, kafka_restart; nothing outside the lane sees it)
+# and its own log folder $T_CASE. Processes it starts are stopped at its
+# end, and every $T_CASE/*.log is checked: a sanitizer report, or a
+# `level=error` line the case did not declare with expect_log_errors, fails
+# the case.
 
 declare -A P_PID=()
 T_FAILS=0
+T_EXPECTED_ERRORS=()
 
 # psql on the case's database: one value per line, fields separated by |
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -c "$1"; }
@@ -46,6 +53,7 @@ start_worker() { local n=$1; shift; start "$n" dagq-worker --name "$n" --heartbe
 stop() {
     local name=$1 pid=${P_PID[$1]:-}
     [ -n "$pid" ] || return 0
+    kill -CONT "$pid" 2>/dev/null # one a case stopped (SIGSTOP) cannot hear SIGTERM
     kill -TERM "$pid" 2>/dev/null
     local i
     for i in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -79,14 +87,46 @@ stop_all() {
     for n in "${!P_PID[@]}"; do stop "$n"; done
 }
 
-# Sanitizer reports in any log of the case fail it.
+# expect_log_errors REGEX [NAME...]: the case provokes errors on purpose;
+# `level=error` lines matching the extended REGEX are expected, in the logs
+# $T_CASE/NAME.log given, or in any log of the case without a NAME. Declare
+# each error the case causes (a killed PostgreSQL, a junk message) as
+# narrowly as it can be named: any other error line fails the case.
+expect_log_errors() {
+    local re=$1 n
+    shift
+    if [ $# -eq 0 ]; then
+        T_EXPECTED_ERRORS+=("*"$'\t'"$re")
+    else
+        for n in "$@"; do T_EXPECTED_ERRORS+=("$n"$'\t'"$re"); done
+    fi
+}
+
+# Fails the case for a sanitizer or valgrind report in any of its logs, or
+# for a `level=error` line no expect_log_errors declared.
 check_logs() {
-    local f
+    local f name lines e
     for f in "$T_CASE"/*.log; do
         [ -f "$f" ] || continue
+        name=$(basename "$f" .log)
         if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f"; then
-            fail "sanitizer report in $(basename "$f"):"
+            fail "sanitizer report in $name.log:"
             grep -E -A25 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$f" | head -60 >&2
+        fi
+        # TEST_PREFIX="valgrind -q" prints nothing but its reports
+        if grep -qE '^==[0-9]+== ' "$f"; then
+            fail "valgrind report in $name.log:"
+            grep -E '^==[0-9]+== ' "$f" | head -60 >&2
+        fi
+        lines=$(grep -E '(^| )level=error( |$)' "$f")
+        for e in "${T_EXPECTED_ERRORS[@]}"; do
+            [ -n "$lines" ] || break
+            case ${e%%$'\t'*} in "*" | "$name") ;; *) continue ;; esac
+            lines=$(grep -vE -- "${e#*$'\t'}" <<<"$lines")
+        done
+        if [ -n "$lines" ]; then
+            fail "unexpected level=error in $name.log ($(wc -l <<<"$lines") lines; expect_log_errors declares the expected ones):"
+            head -10 <<<"$lines" | sed 's/^/      /' >&2
         fi
     done
 }

@@ -143,8 +143,16 @@ kafka_start() {
         -e "s|@DATA_DIR@|$KAFKA_DIR/data|g" \
         "$T_REPO/tests/kafka/server.properties" >"$KAFKA_DIR/server.properties"
     cp "$T_REPO/tests/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
-    # A cluster id is a base64url UUID without padding, as StorageTool random-uuid prints.
-    id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # A cluster id is a base64url UUID without padding, as StorageTool
+    # random-uuid prints, and like Kafka's own never one that starts with
+    # "-": the tool would take it for an option (1 start in 64 failed so).
+    id=$(python3 -c '
+import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        break
+print(s)')
     kafka__jvm
     "${KAFKA__JVM[@]}" kafka.tools.StorageTool format -t "$id" -c "$KAFKA_DIR/server.properties" \
         --ignore-formatted >"$KAFKA_DIR/format.log" 2>&1 ||

@@ -19,7 +19,7 @@ sync_dir="$T_ROOT/restart-sync"
 mkdir -p "$sync_dir"
 # shellcheck disable=SC2086
 DAGQ_BROKER_URL=$KAFKA_URL DAGQ_CHECK_KAFKA_SYNC_DIR=$sync_dir DAGQ_CHECK_KAFKA_ONLY=broker_restart \
-    ${TEST_PREFIX:-} "$check" &
+    ${TEST_PREFIX:-} "$check" >"$T_ROOT/check.out" 2>&1 &
 pid=$!
 
 step() { # waits for the check to write $1, unless it ended
@@ -43,3 +43,8 @@ if step ready; then
     fi
 fi
 wait "$pid"
+rc=$?
+cat "$T_ROOT/check.out"
+# a check that did not run is no pass (DAGQ_CHECK_KAFKA_ONLY names it)
+grep -q '^ok.* broker_restart ' "$T_ROOT/check.out" || { echo "kafka_restart_check: broker_restart did not pass" >&2; rc=1; }
+exit $rc

@@ -5,6 +5,9 @@
 # dagq program the tests start.
 
 T_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# ASan binaries cannot run under valgrind: with a TEST_PREFIX that names
+# valgrind, the release build's programs (bin/, make all) are the ones tested.
+case ${TEST_PREFIX:-} in *valgrind*) : "${T_BIN:=$T_REPO/bin}" ;; esac
 : "${T_BIN:=$T_REPO/build/san/bin}"
 : "${T_ROOT:=$(mktemp -d /tmp/dagq-test.XXXXXX)}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}"
@@ -14,8 +17,38 @@ T_PIDS=()
 
 t_log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# A TCP port nothing listens on.
+# A TCP port nothing listens on. Inside a lane of tests/run.sh (T_PORT_FILE,
+# T_PORT_BASE and T_PORT_SPAN set) ports are handed out in turn from the
+# lane's own block, below the kernel's ephemeral range: no other lane, and no
+# client socket the kernel binds meanwhile, gets the same port before its
+# server has bound it. Elsewhere the kernel picks one.
 t_free_port() {
+    if [ -n "${T_PORT_FILE:-}" ]; then
+        python3 - "$T_PORT_FILE" "$T_PORT_BASE" "$T_PORT_SPAN" <<'PY'
+import fcntl, socket, sys
+path, base, span = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(path, "a+") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    f.seek(0)
+    n = int(f.read().strip() or 0)
+    for i in range(span):
+        port = base + (n + i) % span
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        f.seek(0)
+        f.truncate()
+        f.write("%d\n" % (n + i + 1))
+        print(port)
+        sys.exit(0)
+sys.exit("t_free_port: no free port in %d-%d" % (base, base + span - 1))
+PY
+        return
+    fi
     python3 - <<'PY'
 import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
@@ -68,8 +101,8 @@ CONF
 }
 
 pg_stop() {
-    [ -n "${PG_DIR:-}" ] && [ -d "$PG_DIR/data" ] &&
-        pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    [ -n "${PG_DIR:-}" ] && [ -f "$PG_DIR/data/postmaster.pid" ] &&
+        pg_as "${PG_BIN:-$(pg_bindir)}/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
 }
 
 # Stops and starts the same server (the data survives), for fault tests.
@@ -85,47 +118,58 @@ pg_new_db() {
     echo "postgresql://dagq@127.0.0.1:$PG_PORT/$name"
 }
 
+# Redis runs in a session of its own (setsid), as Kafka does: a test may
+# kill and restart it from a subshell, and the shell that started the first
+# one must neither report "Killed" for it nor lose track of the new one (its
+# pid is in $REDIS_DIR/pid, written by the process itself before it execs).
+redis__launch() {
+    rm -f "$REDIS_DIR/pid"
+    setsid -f bash -c 'echo $$ >"$0/pid" && exec "$@"' "$REDIS_DIR" \
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
+        --appendonly yes --appendfsync everysec --daemonize no \
+        >>"$REDIS_DIR/server.log" 2>&1 </dev/null
+    t_wait_for test -s "$REDIS_DIR/pid" || return 1
+    REDIS_PID=$(cat "$REDIS_DIR/pid")
+    t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
+}
+
 redis_start() {
-    REDIS_PORT=$(t_free_port)
+    REDIS_PORT=$(t_free_port) || return 1
     REDIS_DIR="$T_ROOT/redis"
     mkdir -p "$REDIS_DIR"
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
-        --appendonly yes --appendfsync everysec --daemonize no \
-        >"$REDIS_DIR/server.log" 2>&1 &
-    REDIS_PID=$!
-    echo "$REDIS_PID" >"$REDIS_DIR/pid"
     export REDIS_PORT REDIS_DIR
-    t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
+    redis__launch || return 1
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 }
 
-# The pid lives in a file, so a server restarted inside a test's subshell is
-# still the one stopped at the end.
-redis_pid() { [ -n "${REDIS_DIR:-}" ] && cat "$REDIS_DIR/pid" 2>/dev/null; }
+# The pid of this test run's Redis, checked against the process's working
+# directory (Redis changes into --dir; a pid file may outlive its process
+# and the pid be reused).
+redis_pid() {
+    local pid
+    [ -n "${REDIS_DIR:-}" ] && pid=$(cat "$REDIS_DIR/pid" 2>/dev/null) && [ -n "$pid" ] || return 1
+    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$(readlink -f "$REDIS_DIR")" ] || return 1
+    echo "$pid"
+}
 
 redis_stop() {
-    local pid
-    pid=$(redis_pid)
-    [ -n "$pid" ] || return 0
-    kill "$pid" 2>/dev/null
-    local i
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-    kill -9 "$pid" 2>/dev/null
+    local pid i
+    if pid=$(redis_pid); then
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
     rm -f "${REDIS_DIR:-/nonexistent}/pid"
 }
 
 # Kills Redis hard and starts it again on the same port and data (AOF).
 redis_restart() {
     local pid
-    pid=$(redis_pid)
-    kill -9 "$pid" 2>/dev/null
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
-        --appendonly yes --appendfsync everysec --daemonize no \
-        >>"$REDIS_DIR/server.log" 2>&1 &
-    REDIS_PID=$!
-    echo "$REDIS_PID" >"$REDIS_DIR/pid"
-    t_wait_for redis-cli -p "$REDIS_PORT" ping
+    if pid=$(redis_pid); then
+        kill -9 "$pid" 2>/dev/null
+        while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+    fi
+    redis__launch
 }
 
 # Kafka: kafka_start / kafka_stop / kafka_restart live in tests/kafka.sh.
@@ -134,11 +178,31 @@ if [ -f "$T_REPO/tests/kafka.sh" ]; then
     . "$T_REPO/tests/kafka.sh"
 fi
 
+# Stops what the script started and removes $T_ROOT (unless T_KEEP is set).
+# Safe under `set -e` (scripts/demo.sh): a server that is already gone is
+# not an error.
 t_cleanup() {
     local p
-    for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    type kafka_stop >/dev/null 2>&1 && kafka_stop
+    for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    if type kafka_stop >/dev/null 2>&1; then kafka_stop; fi
     redis_stop
     pg_stop
     if [ -z "${T_KEEP:-}" ]; then rm -rf "$T_ROOT"; else echo "kept $T_ROOT" >&2; fi
+}
+
+# t_sweep DIR: stops every server of these helpers whose data lies under DIR
+# (PostgreSQL, Redis, Kafka), found by their pid files: what a lane or a
+# script that was killed before its own cleanup left running.
+t_sweep() {
+    local f
+    [ -d "$1" ] || return 0
+    while IFS= read -r f; do
+        (PG_DIR=${f%/data/postmaster.pid} && pg_stop)
+    done < <(find "$1" -path '*/pg/data/postmaster.pid' 2>/dev/null)
+    while IFS= read -r f; do
+        (REDIS_DIR=${f%/pid} && redis_stop)
+    done < <(find "$1" -path '*/redis/pid' 2>/dev/null)
+    while IFS= read -r f; do
+        (KAFKA_DIR=${f%/kafka.pid} && kafka_kill)
+    done < <(find "$1" -path '*/kafka/kafka.pid' 2>/dev/null)
 }

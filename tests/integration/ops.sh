@@ -349,9 +349,9 @@ SQL
     local run
     run=$(sql "SELECT dagq.trigger_dag('verdicts')")
     wait_until 30 "SELECT state FROM dagq.task_instance WHERE run_id = $run AND task_id = 'hang'" running
-    # the quick tasks must have ended before the kill, or they are zombies too
-    wait_until 30 "SELECT string_agg(state, ',' ORDER BY task_id) FROM dagq.task_instance
-        WHERE run_id = $run AND task_id IN ('bad', 'ok')" "failed,success"
+    # 'bad' and 'ok' have ended (killed before, they too would be zombies)
+    wait_until 30 "SELECT string_agg(task_id || '=' || state, ',' ORDER BY task_id) FROM dagq.task_instance
+        WHERE run_id = $run AND task_id IN ('bad', 'ok')" "bad=failed,ok=success"
     kill9 w1 # 'hang' becomes a zombie, then a retry
     wait_metric 30 "$sp" 'dagq_task_instances_total{group="default",state="upstream_failed"}' 2
     wait_metric 30 "$sp" 'dagq_task_instances_total{group="default",state="skipped"}' 1
