@@ -7,7 +7,6 @@
 # its locks in a transaction paused with pg_sleep while the other runs.
 
 sqlf() { psql -X -q -At -v ON_ERROR_STOP=1 -v T="$T_CASE" "$DAGQ_DATABASE_URL" -f -; }
-declare -F expect_log_errors >/dev/null || expect_log_errors() { :; }
 
 # hold NAME SECONDS SQL: runs SQL in its own session inside BEGIN ... COMMIT,
 # pausing SECONDS before the COMMIT; returns once the session sits in that
