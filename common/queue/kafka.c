@@ -102,7 +102,7 @@
  * and a broker-state interceptor logs when one is up again; other transport
  * errors are debug. Nothing here exits the process. Messages returned are
  * copies, independent of the librdkafka handle, so they may outlive it. */
-#include "queue_impl.h"
+#include "queue_ops.h"
 
 #include "log.h"
 #include "mem.h"

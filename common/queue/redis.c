@@ -90,7 +90,7 @@
  *
  * Timeouts: connect 2 s; commands 5 s; flush timeout_ms (5 s when <= 0).
  */
-#include "queue_impl.h"
+#include "queue_ops.h"
 
 #include "backoff.h"
 #include "log.h"

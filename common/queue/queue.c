@@ -1,7 +1,7 @@
 #include "queue.h"
 
 #include "mem.h"
-#include "queue_impl.h"
+#include "queue_ops.h"
 
 #include <stdio.h>
 #include <string.h>

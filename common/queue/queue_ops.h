@@ -1,7 +1,7 @@
-/* queue_impl — what an implementation of queue.h provides (internal).
+/* queue_ops — what an implementation of queue.h provides (internal).
  * queue.c picks the table by URL scheme and forwards every call. */
-#ifndef DAGQ_QUEUE_IMPL_H
-#define DAGQ_QUEUE_IMPL_H
+#ifndef DAGQ_QUEUE_OPS_H
+#define DAGQ_QUEUE_OPS_H
 
 #include "queue.h"
 
