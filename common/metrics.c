@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 
@@ -8,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
 
@@ -72,19 +72,12 @@ struct metrics {
 
 static const char *const metrics_server_names[2] = {"database", "broker"};
 
-static double metrics_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 metrics *metrics_new(const char *program)
 {
     metrics *m = mem_calloc(1, sizeof *m);
     pthread_mutex_init(&m->mu, NULL);
     m->program = mem_strdup(program);
-    double t = metrics_now();
+    double t = clock_now_s();
     for (int i = 0; i < 2; i++)
         m->srv[i].down_since = t; /* not reached yet: counts from the start */
     metrics_counter_add(m, "dagq_reconnects_total", "server=\"database\"", 0);
@@ -218,7 +211,7 @@ void metrics_server_up(metrics *m, int server, int up)
         }
         s->ever_up = 1;
     } else if (!up && s->up) {
-        s->down_since = metrics_now();
+        s->down_since = clock_now_s();
     }
     s->up = up ? 1 : 0;
     pthread_mutex_unlock(&m->mu);
@@ -231,7 +224,7 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
     if (!m)
         return 1;
     int ok = 1;
-    double t = metrics_now();
+    double t = clock_now_s();
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < 2; i++) {
         double down = t - m->srv[i].down_since;
@@ -265,7 +258,7 @@ int metrics_collect_backlog(metrics *m, db *d, queue *q, double every_s)
         "dagq_queue_backlog"};
     if (!m || !d || !db_connected(d))
         return 0;
-    double t = metrics_now();
+    double t = clock_now_s();
     if (m->last_collect && t - m->last_collect < every_s)
         return 0;
     m->last_collect = t;
