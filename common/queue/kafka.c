@@ -238,6 +238,7 @@ typedef struct kq_consumer {
 
     pthread_mutex_t dl_mu; /* guards dl */
     kq_producer *dl;
+    char *dl_topic;
 } kq_consumer;
 
 /* ---- small helpers ---- */
@@ -1425,6 +1426,7 @@ static int kq_consumer_open(const queue_conf *conf, const char *group, void **im
         return rc;
     }
     c->group = mem_strdup(group);
+    c->dl_topic = mem_printf("%s%s", c->s.prefix, KQ_DEAD_LETTER);
     c->cl.label = c->group;
     const kq_kv forced[] = {{"group.id", c->topic},
                             {"enable.auto.offset.store", "false"},
@@ -1498,6 +1500,7 @@ static void kq_consumer_free(void *impl)
     kq_settings_free(&c->s);
     mem_free(c->group);
     mem_free(c->topic);
+    mem_free(c->dl_topic);
     mem_free(c);
 }
 
@@ -1659,8 +1662,8 @@ static int kq_consumer_ack(void *impl, queue_msg *qm, char *errbuf, size_t errle
     return rc;
 }
 
-static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason, char *errbuf,
-                                   size_t errlen)
+static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason,
+                                   const char **where, int *acked, char *errbuf, size_t errlen)
 {
     kq_consumer *c = impl;
     kq_msg *m = qm->priv;
@@ -1688,12 +1691,8 @@ static int kq_consumer_dead_letter(void *impl, queue_msg *qm, const char *reason
         rc = kq_producer_flush(c->dl, KQ_DEAD_LETTER_TIMEOUT_MS, errbuf, errlen);
     pthread_mutex_unlock(&c->dl_mu);
 
-    if (!rc) {
-        char q[512];
-        log_warn("message dead-lettered", "group=%s id=%s topic=%s reason=\"%s\"", c->group, qm->id,
-                 topic, log_quote(reason, q, sizeof q));
-        rc = kq_consumer_ack(c, qm, errbuf, errlen);
-    }
+    (void)acked;
+    *where = c->dl_topic;
     mem_free(topic);
     return rc;
 }
@@ -1711,8 +1710,10 @@ static void kq_msg_free(queue_msg *m)
     mem_free(m->priv); /* the kq_msg holds m and the payload */
 }
 
+static const char *const queue_kafka_schemes[] = {"kafka", NULL};
+
 const queue__ops queue__kafka_ops = {
-    .scheme = "kafka",
+    .schemes = queue_kafka_schemes,
     .url_check = kq_url_check,
     .open = kq_open,
     .free = kq_free,
@@ -1724,7 +1725,7 @@ const queue__ops queue__kafka_ops = {
     .consumer_free = kq_consumer_free,
     .consumer_poll = kq_consumer_poll,
     .consumer_ack = kq_consumer_ack,
-    .consumer_dead_letter = kq_consumer_dead_letter,
+    .dead_letter = kq_consumer_dead_letter,
     .consumer_wake = kq_consumer_wake,
     .msg_free = kq_msg_free,
 };
