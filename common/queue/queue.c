@@ -50,7 +50,8 @@ static const queue__ops *queue_pick(const char *url, char *errbuf, size_t errlen
     }
     char shown[512];
     queue_url_redact(url, shown, sizeof shown);
-    errbuf_printf(errbuf, errlen, "broker URL \"%s\": scheme must be redis:// or kafka://", shown);
+    errbuf_printf(errbuf, errlen,
+                  "broker URL \"%s\": scheme must be redis://, rediss:// or kafka://", shown);
     return NULL;
 }
 

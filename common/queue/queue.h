@@ -2,6 +2,7 @@
  *
  * One interface, two implementations chosen by the broker URL:
  *   redis://[[user]:password@]host:port[/db]  a stream per worker group (redis*.c)
+ *   rediss://...[?tls-ca=FILE&...]            the same over TLS (redis_tls.c)
  *   kafka://host:port[,host:port...]          a topic per worker group  (kafka*.c)
  * queue.c forwards every call through the implementation's table of
  * functions (queue_ops.h) and holds what both share: argument checks and the
@@ -43,6 +44,10 @@ typedef struct queue_conf {
     int n_kafka_props;
     int reclaim_idle_ms; /* Redis: reclaim entries a dead consumer left pending
                             for this long; default 30000 */
+    /* rediss://: files (PEM) and the name the server's certificate must
+     * carry, where the URL's tls-ca=, tls-cert=, tls-key=, tls-server-name=
+     * give none; NULL: the system's CAs, no client certificate, the host */
+    const char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_server_name;
 } queue_conf;
 
 typedef struct queue queue;                   /* producer side; opaque */

@@ -1,8 +1,9 @@
 /* redis — queue.h on Redis streams (hiredis, blocking API, RESP2): the
  * table queue.c forwards to. The implementation is split by concern:
  *
- *   redis_url.c       redis:// URLs
+ *   redis_url.c       redis:// and rediss:// URLs
  *   redis_conn.c      a connection that reconnects with backoff, SIGPIPE
+ *   redis_tls.c       rediss://: TLS through OpenSSL and a relay thread
  *   redis_cmd.c       commands, replies as error codes, keys, XGROUP CREATE
  *   redis_reply.c     reading replies
  *   redis_producer.c  push and flush (pipelined XADD)
@@ -21,7 +22,7 @@
 #include "redis_producer.h"
 #include "redis_url.h"
 
-static const char *const queue_redis_schemes[] = {"redis", NULL};
+static const char *const queue_redis_schemes[] = {"redis", "rediss", NULL};
 
 const queue__ops queue__redis_ops = {
     .schemes = queue_redis_schemes,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 static struct timeval qr_conn_tv(int ms)
 {
@@ -49,6 +50,15 @@ void qr_conn__sigpipe_restore(qr_conn_sigpipe *s)
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);
 }
 
+/* hiredis's context first (it owns the socket the relay serves), then the
+ * TLS session. */
+static void qr_conn_free_ctx(redisContext *ctx, qr_tls *tls)
+{
+    if (ctx)
+        redisFree(ctx);
+    qr_tls__free(tls);
+}
+
 void qr_conn__init(qr_conn *conn, const qr_url *url, const char *role, const char *label,
                    const char *client_name, int want_id)
 {
@@ -69,9 +79,9 @@ void qr_conn__init(qr_conn *conn, const qr_url *url, const char *role, const cha
 
 void qr_conn__close(qr_conn *conn)
 {
-    if (conn->ctx)
-        redisFree(conn->ctx);
+    qr_conn_free_ctx(conn->ctx, conn->tls);
     conn->ctx = NULL;
+    conn->tls = NULL;
     mem_free(conn->setname);
     conn->setname = NULL;
     mem_free(conn->logctx);
@@ -87,8 +97,9 @@ void qr_conn__drop(qr_conn *conn, const char *why)
     /* hiredis reports a socket timeout as an I/O error with strerror(EAGAIN) */
     conn->timed_out = conn->ctx->err == REDIS_ERR_IO && (strcmp(why, strerror(EAGAIN)) == 0 ||
                                                          strcmp(why, strerror(EWOULDBLOCK)) == 0);
-    redisFree(conn->ctx);
+    qr_conn_free_ctx(conn->ctx, conn->tls);
     conn->ctx = NULL;
+    conn->tls = NULL;
     conn->lost = 1;
     conn->failures = 0;
     conn->next_try_ms = 0;
@@ -180,23 +191,55 @@ static int qr_conn_hello(qr_conn *conn, redisContext *ctx, char *why, size_t why
     return rc;
 }
 
-/* A connected context with the command timeout and keepalive set, or NULL
- * with why. */
-static redisContext *qr_conn_open(qr_conn *conn, char *why, size_t whylen)
+/* A context on a TLS session (*tls), or NULL with why and *rc. */
+static redisContext *qr_conn_open_tls(qr_conn *conn, qr_tls **tls, int *rc, char *why,
+                                      size_t whylen)
 {
-    redisContext *ctx = redisConnectWithTimeout(conn->url->host, conn->url->port,
-                                                qr_conn_tv(QR_CONNECT_TIMEOUT_MS));
+    int fd = -1;
+    *rc = qr_tls__connect(conn->url, QR_CONNECT_TIMEOUT_MS, tls, &fd, why, whylen);
+    if (*rc)
+        return NULL;
+    redisContext *ctx = redisConnectFd(fd); /* keepalive: on the TCP socket */
     if (!ctx || ctx->err) {
         errbuf_printf(why, whylen, "connect: %s", ctx ? ctx->errstr : "cannot allocate a context");
-    } else if (redisSetTimeout(ctx, qr_conn_tv(QR_CMD_TIMEOUT_MS)) != REDIS_OK) {
-        errbuf_printf(why, whylen, "cannot set the socket timeout");
-    } else {
-        redisEnableKeepAlive(ctx);
-        return ctx;
+        if (!ctx)
+            close(fd);
+        qr_conn_free_ctx(ctx, *tls);
+        *tls = NULL;
+        *rc = QUEUE_ECONN;
+        return NULL;
     }
-    if (ctx)
-        redisFree(ctx);
-    return NULL;
+    return ctx;
+}
+
+/* A connected context with the command timeout and keepalive set, or NULL
+ * with why and *rc (QUEUE_ECONN; QUEUE_EINVAL for TLS configuration). */
+static redisContext *qr_conn_open(qr_conn *conn, qr_tls **tls, int *rc, char *why, size_t whylen)
+{
+    redisContext *ctx = NULL;
+    *tls = NULL;
+    *rc = QUEUE_ECONN;
+    if (conn->url->tls) {
+        if (!(ctx = qr_conn_open_tls(conn, tls, rc, why, whylen)))
+            return NULL;
+    } else {
+        ctx = redisConnectWithTimeout(conn->url->host, conn->url->port,
+                                      qr_conn_tv(QR_CONNECT_TIMEOUT_MS));
+        if (!ctx || ctx->err) {
+            errbuf_printf(why, whylen, "connect: %s",
+                          ctx ? ctx->errstr : "cannot allocate a context");
+            qr_conn_free_ctx(ctx, NULL);
+            return NULL;
+        }
+        redisEnableKeepAlive(ctx);
+    }
+    if (redisSetTimeout(ctx, qr_conn_tv(QR_CMD_TIMEOUT_MS)) != REDIS_OK) {
+        errbuf_printf(why, whylen, "cannot set the socket timeout");
+        qr_conn_free_ctx(ctx, *tls);
+        *tls = NULL;
+        return NULL;
+    }
+    return ctx;
 }
 
 int qr_conn__connect(qr_conn *conn, char *errbuf, size_t errlen)
@@ -210,10 +253,12 @@ int qr_conn__connect(qr_conn *conn, char *errbuf, size_t errlen)
         return QUEUE_ECONN;
     }
     char why[300];
-    int rc = QUEUE_ECONN;
-    redisContext *ctx = qr_conn_open(conn, why, sizeof why);
+    int rc;
+    qr_tls *tls = NULL;
+    redisContext *ctx = qr_conn_open(conn, &tls, &rc, why, sizeof why);
     if (ctx && (rc = qr_conn_hello(conn, ctx, why, sizeof why)) == 0) {
         conn->ctx = ctx;
+        conn->tls = tls;
         conn->timeout_ms = QR_CMD_TIMEOUT_MS;
         if (conn->lost)
             log_info("redis reconnected", "%s", conn->logctx);
@@ -222,8 +267,13 @@ int qr_conn__connect(qr_conn *conn, char *errbuf, size_t errlen)
         conn->next_try_ms = 0;
         return 0;
     }
-    if (ctx)
-        redisFree(ctx);
+    char refused[300];
+    int trc = ctx && tls ? qr_tls__refused(tls, refused, sizeof refused) : 0;
+    if (trc) {
+        errbuf_printf(why, sizeof why, "%s", refused);
+        rc = trc;
+    }
+    qr_conn_free_ctx(ctx, tls);
     char q[300];
     int delay = backoff_reconnect_ms(conn->failures++);
     conn->next_try_ms = clock_now_ms() + delay;

@@ -1,7 +1,8 @@
 /* redis_conn — one connection to Redis that heals itself (internal to
  * common/queue/).
  *
- * After connect: AUTH [user] password when the URL has one, SELECT db when
+ * rediss:// connects through redis_tls.c; the rest is the same. After
+ * connect: AUTH [user] password when the URL has one, SELECT db when
  * not 0, CLIENT SETNAME (for CLIENT LIST), and CLIENT ID when asked (the
  * consumer's reading connection, for wake). Connect 2 s; commands 5 s.
  *
@@ -22,6 +23,7 @@
 #ifndef DAGQ_REDIS_CONN_H
 #define DAGQ_REDIS_CONN_H
 
+#include "redis_tls.h"
 #include "redis_url.h"
 
 #include <hiredis.h>
@@ -34,6 +36,7 @@
 
 typedef struct qr_conn {
     redisContext *ctx; /* NULL: not connected */
+    qr_tls *tls;       /* rediss://: the session behind ctx's socket */
     const qr_url *url; /* borrowed: must outlive the connection */
     char *logctx;      /* `broker="..." conn=<role> [label]`, for logs */
     char *setname;     /* CLIENT SETNAME value, or NULL */

@@ -88,7 +88,7 @@ int qr_consumer__open(const queue_conf *conf, const char *group, void **impl, ch
 {
     *impl = NULL;
     qr_url url;
-    int rc = qr_url__parse(conf->broker_url, &url, errbuf, errlen);
+    int rc = qr_url__parse(conf->broker_url, conf, &url, errbuf, errlen);
     if (rc)
         return rc;
     qr_consumer *c = qr_consumer_new(conf, group, &url); /* c owns url now */

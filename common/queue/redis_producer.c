@@ -32,7 +32,7 @@ int qr_producer__open(const queue_conf *conf, void **impl, char *errbuf, size_t 
 {
     *impl = NULL;
     qr_producer *p = mem_calloc(1, sizeof *p);
-    int rc = qr_url__parse(conf->broker_url, &p->url, errbuf, errlen);
+    int rc = qr_url__parse(conf->broker_url, conf, &p->url, errbuf, errlen);
     if (rc) {
         mem_free(p);
         return rc;
