@@ -3,7 +3,8 @@
  *
  *   redis_url.c       redis:// and rediss:// URLs
  *   redis_conn.c      a connection that reconnects with backoff, SIGPIPE
- *   redis_tls.c       rediss://: TLS through OpenSSL and a relay thread
+ *   redis_tls.c       rediss://: the TLS session, made with OpenSSL
+ *   redis_relay.c     serving that session to hiredis through a socketpair
  *   redis_cmd.c       commands, replies as error codes, keys, XGROUP CREATE
  *   redis_reply.c     reading replies
  *   redis_producer.c  push and flush (pipelined XADD)

@@ -52,11 +52,11 @@ void qr_conn__sigpipe_restore(qr_conn_sigpipe *s)
 
 /* hiredis's context first (it owns the socket the relay serves), then the
  * TLS session. */
-static void qr_conn_free_ctx(redisContext *ctx, qr_tls *tls)
+static void qr_conn_free_ctx(redisContext *ctx, qr_relay *tls)
 {
     if (ctx)
         redisFree(ctx);
-    qr_tls__free(tls);
+    qr_relay__free(tls);
 }
 
 void qr_conn__init(qr_conn *conn, const qr_url *url, const char *role, const char *label,
@@ -192,7 +192,7 @@ static int qr_conn_hello(qr_conn *conn, redisContext *ctx, char *why, size_t why
 }
 
 /* A context on a TLS session (*tls), or NULL with why and *rc. */
-static redisContext *qr_conn_open_tls(qr_conn *conn, qr_tls **tls, int *rc, char *why,
+static redisContext *qr_conn_open_tls(qr_conn *conn, qr_relay **tls, int *rc, char *why,
                                       size_t whylen)
 {
     int fd = -1;
@@ -214,7 +214,7 @@ static redisContext *qr_conn_open_tls(qr_conn *conn, qr_tls **tls, int *rc, char
 
 /* A connected context with the command timeout and keepalive set, or NULL
  * with why and *rc (QUEUE_ECONN; QUEUE_EINVAL for TLS configuration). */
-static redisContext *qr_conn_open(qr_conn *conn, qr_tls **tls, int *rc, char *why, size_t whylen)
+static redisContext *qr_conn_open(qr_conn *conn, qr_relay **tls, int *rc, char *why, size_t whylen)
 {
     redisContext *ctx = NULL;
     *tls = NULL;
@@ -254,7 +254,7 @@ int qr_conn__connect(qr_conn *conn, char *errbuf, size_t errlen)
     }
     char why[300];
     int rc;
-    qr_tls *tls = NULL;
+    qr_relay *tls = NULL;
     redisContext *ctx = qr_conn_open(conn, &tls, &rc, why, sizeof why);
     if (ctx && (rc = qr_conn_hello(conn, ctx, why, sizeof why)) == 0) {
         conn->ctx = ctx;
@@ -268,7 +268,7 @@ int qr_conn__connect(qr_conn *conn, char *errbuf, size_t errlen)
         return 0;
     }
     char refused[300];
-    int trc = ctx && tls ? qr_tls__refused(tls, refused, sizeof refused) : 0;
+    int trc = ctx && tls ? qr_relay__refused(tls, refused, sizeof refused) : 0;
     if (trc) {
         errbuf_printf(why, sizeof why, "%s", refused);
         rc = trc;

@@ -36,7 +36,7 @@
 
 typedef struct qr_conn {
     redisContext *ctx; /* NULL: not connected */
-    qr_tls *tls;       /* rediss://: the session behind ctx's socket */
+    qr_relay *tls;     /* rediss://: the session behind ctx's socket */
     const qr_url *url; /* borrowed: must outlive the connection */
     char *logctx;      /* `broker="..." conn=<role> [label]`, for logs */
     char *setname;     /* CLIENT SETNAME value, or NULL */
