@@ -139,6 +139,11 @@ static uint64_t msg_be(const unsigned char *p, int n)
  * declared counts by the message size), nesting is at most MSG_MAX_DEPTH, and
  * exactly one value fills the buffer. After this check msgpack-c allocates at
  * most a small multiple of len.
+ *
+ * One function of ~140 lines on purpose: it is a single loop over the bytes
+ * whose state (the counts owed per depth, the offset) every branch of the
+ * tag switch updates; cut into pieces, that state would travel through
+ * every call.
  */
 static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t errlen)
 {
@@ -325,12 +330,11 @@ static int msg_get_str(const msgpack_object *o, const char *name, char dst[MSG_I
     return 0;
 }
 
-/* Walks the decoded map into *t; the map comes from msgpack-c after msg_scan. */
-static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, size_t errlen)
+/* The values of the keys dagq knows, by K_*, into val (NULL when absent);
+ * -1 on a duplicate. Other keys are ignored. */
+static int msg_index(const msgpack_object *map, const msgpack_object **val, char *errbuf,
+                     size_t errlen)
 {
-    const msgpack_object *val[K_COUNT] = {0};
-    int64_t n;
-
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
@@ -347,70 +351,67 @@ static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, si
             }
         }
     }
+    return 0;
+}
 
-    /* The version first: a newer message may mean anything by its other keys. */
-    if (!val[K_V]) {
+/* The version first: a newer message may mean anything by its other keys. */
+static int msg_check_version(const msgpack_object *v, char *errbuf, size_t errlen)
+{
+    if (!v) {
         errbuf_printf(errbuf, errlen, "missing key v");
         return -1;
     }
-    if (val[K_V]->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (val[K_V]->via.u64 != MSG_VERSION) {
-            errbuf_printf(errbuf, errlen, "unsupported message version %" PRIu64,
-                          val[K_V]->via.u64);
-            return -1;
-        }
-    } else if (val[K_V]->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        errbuf_printf(errbuf, errlen, "unsupported message version %" PRId64, val[K_V]->via.i64);
-        return -1;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 == MSG_VERSION)
+            return 0;
+        errbuf_printf(errbuf, errlen, "unsupported message version %" PRIu64, v->via.u64);
+    } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        errbuf_printf(errbuf, errlen, "unsupported message version %" PRId64, v->via.i64);
     } else {
         errbuf_printf(errbuf, errlen, "v must be an integer");
-        return -1;
     }
+    return -1;
+}
 
-    if (!val[K_TI]) {
-        errbuf_printf(errbuf, errlen, "missing key ti");
+/* A required integer key in [lo, hi], or an optional one (o may be NULL:
+ * *out untouched) in [lo, hi]. */
+static int msg_int_in(const msgpack_object *o, const char *name, int required, int64_t lo,
+                      int64_t hi, const char *range, int64_t *out, char *errbuf, size_t errlen)
+{
+    int64_t n;
+    if (!o) {
+        if (required)
+            errbuf_printf(errbuf, errlen, "missing key %s", name);
+        return required ? -1 : 0;
+    }
+    if (msg_get_int(o, name, &n, errbuf, errlen) < 0)
+        return -1;
+    if (n < lo || n > hi) {
+        errbuf_printf(errbuf, errlen, "%s must %s (got %" PRId64 ")", name, range, n);
         return -1;
     }
-    if (msg_get_int(val[K_TI], "ti", &n, errbuf, errlen) < 0)
-        return -1;
-    if (n <= 0) {
-        errbuf_printf(errbuf, errlen, "ti must be positive (got %" PRId64 ")", n);
-        return -1;
-    }
-    t->ti = n;
+    *out = n;
+    return 0;
+}
 
-    if (!val[K_TRY]) {
-        errbuf_printf(errbuf, errlen, "missing key try");
+/* Walks the decoded map into *t; the map comes from msgpack-c after msg_scan. */
+static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, size_t errlen)
+{
+    const msgpack_object *val[K_COUNT] = {0};
+    int64_t try_number = 0;
+    char try_range[64];
+    snprintf(try_range, sizeof try_range, "be positive and at most %" PRId32, INT32_MAX);
+    if (msg_index(map, val, errbuf, errlen) < 0 ||
+        msg_check_version(val[K_V], errbuf, errlen) < 0 ||
+        msg_int_in(val[K_TI], "ti", 1, 1, INT64_MAX, "be positive", &t->ti, errbuf, errlen) < 0 ||
+        msg_int_in(val[K_TRY], "try", 1, 1, INT32_MAX, try_range, &try_number, errbuf, errlen) <
+            0 ||
+        msg_int_in(val[K_RUN], "run", 0, 0, INT64_MAX, "not be negative", &t->run, errbuf, errlen) <
+            0 ||
+        msg_int_in(val[K_QUEUED_AT], "queued_at", 0, 0, INT64_MAX, "not be negative", &t->queued_at,
+                   errbuf, errlen) < 0)
         return -1;
-    }
-    if (msg_get_int(val[K_TRY], "try", &n, errbuf, errlen) < 0)
-        return -1;
-    if (n <= 0 || n > INT32_MAX) {
-        errbuf_printf(errbuf, errlen,
-                      "try must be positive and at most %" PRId32 " (got %" PRId64 ")", INT32_MAX,
-                      n);
-        return -1;
-    }
-    t->try_number = (int32_t)n;
-
-    if (val[K_RUN]) {
-        if (msg_get_int(val[K_RUN], "run", &n, errbuf, errlen) < 0)
-            return -1;
-        if (n < 0) {
-            errbuf_printf(errbuf, errlen, "run must not be negative (got %" PRId64 ")", n);
-            return -1;
-        }
-        t->run = n;
-    }
-    if (val[K_QUEUED_AT]) {
-        if (msg_get_int(val[K_QUEUED_AT], "queued_at", &n, errbuf, errlen) < 0)
-            return -1;
-        if (n < 0) {
-            errbuf_printf(errbuf, errlen, "queued_at must not be negative (got %" PRId64 ")", n);
-            return -1;
-        }
-        t->queued_at = n;
-    }
+    t->try_number = (int32_t)try_number;
     if (val[K_DAG] && msg_get_str(val[K_DAG], "dag", t->dag, errbuf, errlen) < 0)
         return -1;
     if (val[K_TASK] && msg_get_str(val[K_TASK], "task", t->task, errbuf, errlen) < 0)
