@@ -9,12 +9,12 @@
 #
 # WERROR=1 (the default under `make test` and in CI) turns warnings into errors.
 
-PKGS      := libpq hiredis rdkafka msgpack libmicrohttpd
+PKGS      := libpq hiredis rdkafka msgpack libmicrohttpd openssl
 CC        ?= cc
 WERROR    ?= $(if $(CI),1,0)
 OPT       ?= -O2
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
-               -Wno-missing-field-initializers -g $(OPT) -MMD -MP -Icommon \
+               -Wno-missing-field-initializers -g $(OPT) -MMD -MP -Icommon -Icommon/queue \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 ifeq ($(WERROR),1)
 BASE_CFLAGS += -Werror
@@ -23,7 +23,7 @@ LIBS      := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-COMMON_SRC := $(sort $(wildcard common/*.c))
+COMMON_SRC := $(sort $(wildcard common/*.c common/queue/*.c))
 SCHED_SRC  := $(sort $(wildcard scheduler/*.c))
 WORKER_SRC := $(sort $(wildcard worker/*.c))
 CLI_SRC    := $(sort $(wildcard cli/*.c))

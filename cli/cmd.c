@@ -599,7 +599,9 @@ int cmd_queues(cmd_ctx *c)
             .kafka_topic_prefix = c->kafka_topic_prefix,
         };
         if (queue_open(&qc, &q, err, sizeof err) != QUEUE_OK) {
-            cmd_error("cannot reach the broker %s: %s (backlog shown as -)", c->broker_url, err);
+            char shown[512];
+            queue_url_redact(c->broker_url, shown, sizeof shown);
+            cmd_error("cannot reach the broker %s: %s (backlog shown as -)", shown, err);
             status = CMD_ERR;
         }
     }

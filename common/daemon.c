@@ -11,6 +11,10 @@ queue_conf daemon_queue_conf(const daemon_opts *o, const char *client_name)
         .kafka_replication = (int)o->kafka_replication,
         .kafka_props = o->kafka_conf.items,
         .n_kafka_props = o->kafka_conf.n,
+        .redis_tls_ca = o->redis_tls_ca,
+        .redis_tls_cert = o->redis_tls_cert,
+        .redis_tls_key = o->redis_tls_key,
+        .redis_tls_server_name = o->redis_tls_server_name,
     };
     return qc;
 }

@@ -10,6 +10,7 @@
 
 typedef struct daemon_opts {
     char *database_url, *broker_url, *log_level, *redis_prefix, *kafka_topic_prefix;
+    char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_server_name;
     long long kafka_partitions, kafka_replication, http_port, health_timeout;
     config_list kafka_conf;
 } daemon_opts;
@@ -20,9 +21,21 @@ typedef struct daemon_opts {
      "PostgreSQL conninfo or URI of the metastore (unset: libpq defaults, PGHOST...)",             \
      &(o)->database_url},                                                                          \
         {"broker-url", CONFIG_SECRET, "redis://127.0.0.1:6379/0",                                  \
-         "queue broker: redis://[:password@]host:port[/db] or kafka://host:port[,host:port...]",   \
+         "queue broker: redis[s]://[[user]:password@]host:port[/db][?tls-ca=FILE...] or "          \
+         "kafka://host:port[,host:port...]",                                                       \
          &(o)->broker_url},                                                                        \
         {"redis-prefix", CONFIG_STRING, "dagq:", "Redis key prefix", &(o)->redis_prefix},          \
+        {"redis-tls-ca", CONFIG_STRING, NULL,                                                      \
+         "rediss://: CA certificates (PEM) the server's certificate must chain to (unset: the "    \
+         "system's)",                                                                              \
+         &(o)->redis_tls_ca},                                                                      \
+        {"redis-tls-cert", CONFIG_STRING, NULL,                                                    \
+         "rediss://: client certificate (PEM), with --redis-tls-key", &(o)->redis_tls_cert},       \
+        {"redis-tls-key", CONFIG_STRING, NULL, "rediss://: client private key (PEM)",              \
+         &(o)->redis_tls_key},                                                                     \
+        {"redis-tls-server-name", CONFIG_STRING, NULL,                                             \
+         "rediss://: the name the server's certificate must carry (unset: the URL's host)",        \
+         &(o)->redis_tls_server_name},                                                             \
         {"kafka-topic-prefix", CONFIG_STRING, "dagq.",                                             \
          "Kafka topic prefix (topic = prefix + group)", &(o)->kafka_topic_prefix},                 \
         {"kafka-partitions",                                                                       \

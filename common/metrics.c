@@ -1,6 +1,6 @@
 #include "metrics.h"
 
-#include "log.h"
+#include "clock.h"
 #include "mem.h"
 
 #include <pthread.h>
@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
 
@@ -72,28 +71,19 @@ struct metrics {
     metrics_series *s;
     int n, cap;
     metrics_server srv[2];
-    double last_collect;
-    int collect_failing; /* the backlog query failed last time: warned once */
-    int pass_failing;    /* scheduler: passes fail since pass_fail_since */
+    int pass_failing; /* scheduler: passes fail since pass_fail_since */
     double pass_fail_since;
     char pass_why[200];
 };
 
 static const char *const metrics_server_names[2] = {"database", "broker"};
 
-static double metrics_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 metrics *metrics_new(const char *program)
 {
     metrics *m = mem_calloc(1, sizeof *m);
     pthread_mutex_init(&m->mu, NULL);
     m->program = mem_strdup(program);
-    double t = metrics_now();
+    double t = clock_now_s();
     for (int i = 0; i < 2; i++)
         m->srv[i].down_since = t; /* not reached yet: counts from the start */
     metrics_counter_add(m, "dagq_reconnects_total", "server=\"database\"", 0);
@@ -116,7 +106,7 @@ void metrics_free(metrics *m)
 }
 
 /* The series name{labels}, created when missing. Called with mu held. */
-static metrics_series *metrics__find(metrics *m, const char *name, const char *labels, int type)
+static metrics_series *metrics_find(metrics *m, const char *name, const char *labels, int type)
 {
     if (!labels)
         labels = "";
@@ -140,7 +130,7 @@ void metrics_counter_add(metrics *m, const char *name, const char *labels, doubl
     if (!m)
         return;
     pthread_mutex_lock(&m->mu);
-    metrics__find(m, name, labels, METRICS_COUNTER)->value += v;
+    metrics_find(m, name, labels, METRICS_COUNTER)->value += v;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -149,7 +139,7 @@ void metrics_gauge_set(metrics *m, const char *name, const char *labels, double 
     if (!m)
         return;
     pthread_mutex_lock(&m->mu);
-    metrics__find(m, name, labels, METRICS_GAUGE)->value = v;
+    metrics_find(m, name, labels, METRICS_GAUGE)->value = v;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -158,7 +148,7 @@ void metrics_histogram_observe(metrics *m, const char *name, const char *labels,
     if (!m)
         return;
     pthread_mutex_lock(&m->mu);
-    metrics_series *s = metrics__find(m, name, labels, METRICS_HISTOGRAM);
+    metrics_series *s = metrics_find(m, name, labels, METRICS_HISTOGRAM);
     s->value += v;
     s->count++;
     for (int i = 0; i < METRICS_NBUCKETS; i++)
@@ -223,11 +213,11 @@ void metrics_server_up(metrics *m, int server, int up)
         if (s->ever_up) {
             char labels[64];
             snprintf(labels, sizeof labels, "server=\"%s\"", metrics_server_names[server]);
-            metrics__find(m, "dagq_reconnects_total", labels, METRICS_COUNTER)->value += 1;
+            metrics_find(m, "dagq_reconnects_total", labels, METRICS_COUNTER)->value += 1;
         }
         s->ever_up = 1;
     } else if (!up && s->up) {
-        s->down_since = metrics_now();
+        s->down_since = clock_now_s();
     }
     s->up = up ? 1 : 0;
     pthread_mutex_unlock(&m->mu);
@@ -242,10 +232,10 @@ void metrics_pass_result(metrics *m, int ok, const char *why)
         m->pass_failing = 0;
     } else {
         if (!m->pass_failing)
-            m->pass_fail_since = metrics_now();
+            m->pass_fail_since = clock_now_s();
         m->pass_failing = 1;
         snprintf(m->pass_why, sizeof m->pass_why, "%s", why ? why : "");
-        metrics__find(m, "dagq_scheduler_pass_errors_total", NULL, METRICS_COUNTER)->value += 1;
+        metrics_find(m, "dagq_scheduler_pass_errors_total", NULL, METRICS_COUNTER)->value += 1;
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -257,7 +247,7 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
     if (!m)
         return 1;
     int ok = 1;
-    double t = metrics_now();
+    double t = clock_now_s();
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < 2; i++) {
         double down = t - m->srv[i].down_since;
@@ -278,72 +268,18 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
     return ok;
 }
 
-/* Sets every gauge called name to 0: groups that went away read 0, not their
- * last figure. */
-static void metrics__zero(metrics *m, const char *name)
+void metrics_gauge_zero(metrics *m, const char *name)
 {
+    if (!m)
+        return;
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->n; i++)
-        if (!strcmp(m->s[i].name, name))
+        if (m->s[i].type == METRICS_GAUGE && !strcmp(m->s[i].name, name))
             m->s[i].value = 0;
     pthread_mutex_unlock(&m->mu);
 }
 
-int metrics_collect_backlog(metrics *m, db *d, queue *q, double every_s)
-{
-    static const char *const per_group[] = {
-        "dagq_tries_queued",       "dagq_tries_ready",      "dagq_tries_running",
-        "dagq_group_live_workers", "dagq_group_free_slots", "dagq_oldest_queued_try_age_seconds",
-        "dagq_queue_backlog"};
-    if (!m || !d || !db_connected(d))
-        return 0;
-    double t = metrics_now();
-    if (m->last_collect && t - m->last_collect < every_s)
-        return 0;
-    m->last_collect = t;
-    char err[512];
-    PGresult *r;
-    int rc = db_query(d, "metrics_backlog",
-                      "SELECT worker_group, queued, ready, running, live_workers, free_slots,"
-                      "       oldest_queued_age_s FROM dagq.worker_group_backlog",
-                      0, NULL, &r, err, sizeof err);
-    if (rc == DB_ECONN)
-        return rc;
-    if (rc) {
-        if (!m->collect_failing)
-            log_warn("cannot read the backlog for /metrics (is the schema migrated?)",
-                     "error=\"%s\"", err);
-        m->collect_failing = 1;
-        return 0;
-    }
-    m->collect_failing = 0;
-    for (size_t k = 0; k < sizeof per_group / sizeof per_group[0]; k++)
-        metrics__zero(m, per_group[k]);
-    for (int i = 0; i < PQntuples(r); i++) {
-        const char *group = PQgetvalue(r, i, 0);
-        char g[600], labels[700];
-        metrics_label_escape(group, g, sizeof g);
-        snprintf(labels, sizeof labels, "group=\"%s\"", g);
-        for (int col = 1; col <= 6; col++)
-            metrics_gauge_set(m, per_group[col - 1], labels, strtod(PQgetvalue(r, i, col), NULL));
-        if (!q)
-            continue;
-        int64_t backlog = 0;
-        int qrc = queue_backlog(q, group, &backlog, err, sizeof err);
-        if (qrc == QUEUE_OK) {
-            metrics_server_up(m, METRICS_BROKER, 1);
-            metrics_gauge_set(m, "dagq_queue_backlog", labels, (double)backlog);
-        } else if (qrc == QUEUE_ECONN) {
-            metrics_server_up(m, METRICS_BROKER, 0);
-        } else {
-            log_debug("cannot read the broker backlog", "group=%s error=\"%s\"", group, err);
-        }
-    }
-    PQclear(r);
-    return 0;
-}
-
-static int metrics__cmp(const void *a, const void *b)
+static int metrics_cmp(const void *a, const void *b)
 {
     const metrics_series *x = *(const metrics_series *const *)a;
     const metrics_series *y = *(const metrics_series *const *)b;
@@ -357,9 +293,9 @@ typedef struct metrics_buf {
     size_t len, cap;
 } metrics_buf;
 
-static void metrics__printf(metrics_buf *b, const char *fmt, ...)
+static void metrics_printf(metrics_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-static void metrics__printf(metrics_buf *b, const char *fmt, ...)
+static void metrics_printf(metrics_buf *b, const char *fmt, ...)
 {
     for (;;) {
         va_list ap;
@@ -375,7 +311,7 @@ static void metrics__printf(metrics_buf *b, const char *fmt, ...)
     }
 }
 
-static void metrics__header(metrics_buf *b, const char *name, int type)
+static void metrics_header(metrics_buf *b, const char *name, int type)
 {
     static const char *const types[] = {"counter", "gauge", "histogram"};
     const char *help = NULL;
@@ -385,17 +321,17 @@ static void metrics__header(metrics_buf *b, const char *name, int type)
             type = metrics_known[k].type;
         }
     if (help)
-        metrics__printf(b, "# HELP %s %s\n", name, help);
-    metrics__printf(b, "# TYPE %s %s\n", name, types[type]);
+        metrics_printf(b, "# HELP %s %s\n", name, help);
+    metrics_printf(b, "# TYPE %s %s\n", name, types[type]);
 }
 
 /* "name{labels}" or "name{labels,extra}" for one sample. */
-static void metrics__sample(metrics_buf *b, const char *name, const char *suffix,
-                            const char *labels, const char *extra, double v)
+static void metrics_sample(metrics_buf *b, const char *name, const char *suffix, const char *labels,
+                           const char *extra, double v)
 {
     int any = labels[0] || extra;
-    metrics__printf(b, "%s%s%s%s%s%s%s %.17g\n", name, suffix, any ? "{" : "", labels,
-                    labels[0] && extra ? "," : "", extra ? extra : "", any ? "}" : "", v);
+    metrics_printf(b, "%s%s%s%s%s%s%s %.17g\n", name, suffix, any ? "{" : "", labels,
+                   labels[0] && extra ? "," : "", extra ? extra : "", any ? "}" : "", v);
 }
 
 char *metrics_render(metrics *m)
@@ -405,29 +341,29 @@ char *metrics_render(metrics *m)
     if (!m)
         return b.p;
     pthread_mutex_lock(&m->mu);
-    metrics__header(&b, "dagq_up", METRICS_GAUGE);
+    metrics_header(&b, "dagq_up", METRICS_GAUGE);
     for (int i = 0; i < 2; i++)
-        metrics__printf(&b, "dagq_up{server=\"%s\"} %d\n", metrics_server_names[i], m->srv[i].up);
+        metrics_printf(&b, "dagq_up{server=\"%s\"} %d\n", metrics_server_names[i], m->srv[i].up);
     metrics_series **order = mem_calloc((size_t)m->n + 1, sizeof *order);
     for (int i = 0; i < m->n; i++)
         order[i] = &m->s[i];
-    qsort(order, (size_t)m->n, sizeof *order, metrics__cmp);
+    qsort(order, (size_t)m->n, sizeof *order, metrics_cmp);
     for (int i = 0; i < m->n; i++) {
         const metrics_series *s = order[i];
         if (i == 0 || strcmp(order[i - 1]->name, s->name))
-            metrics__header(&b, s->name, s->type);
+            metrics_header(&b, s->name, s->type);
         if (s->type != METRICS_HISTOGRAM) {
-            metrics__sample(&b, s->name, "", s->labels, NULL, s->value);
+            metrics_sample(&b, s->name, "", s->labels, NULL, s->value);
             continue;
         }
         for (int k = 0; k < METRICS_NBUCKETS; k++) {
             char le[48];
             snprintf(le, sizeof le, "le=\"%g\"", metrics_bounds[k]);
-            metrics__sample(&b, s->name, "_bucket", s->labels, le, (double)s->buckets[k]);
+            metrics_sample(&b, s->name, "_bucket", s->labels, le, (double)s->buckets[k]);
         }
-        metrics__sample(&b, s->name, "_bucket", s->labels, "le=\"+Inf\"", (double)s->count);
-        metrics__sample(&b, s->name, "_sum", s->labels, NULL, s->value);
-        metrics__sample(&b, s->name, "_count", s->labels, NULL, (double)s->count);
+        metrics_sample(&b, s->name, "_bucket", s->labels, "le=\"+Inf\"", (double)s->count);
+        metrics_sample(&b, s->name, "_sum", s->labels, NULL, s->value);
+        metrics_sample(&b, s->name, "_count", s->labels, NULL, (double)s->count);
     }
     mem_free(order);
     pthread_mutex_unlock(&m->mu);

@@ -1,7 +1,8 @@
 /* metrics — what a dagq daemon tells its operator: a registry of Prometheus
- * counters, gauges and histograms, the health of the process's two servers
- * (PostgreSQL and the broker), and the collector that reads the scaling
- * figures (backlog per worker group) from the metastore and the broker.
+ * counters, gauges and histograms, and the health of the process's two
+ * servers (PostgreSQL and the broker). The collector that reads the scaling
+ * figures (backlog per worker group) from the metastore and the broker is
+ * backlog_metrics.h, so this header needs neither libpq nor queue.h.
  *
  * Threads: every function may be called from any thread; the registry is
  * guarded by one mutex (the HTTP server's thread renders while the main loop
@@ -13,9 +14,6 @@
  * metrics.c; docs/operating.md describes them for operators. */
 #ifndef DAGQ_METRICS_H
 #define DAGQ_METRICS_H
-
-#include "db.h"
-#include "queue.h"
 
 #include <stddef.h>
 
@@ -61,12 +59,9 @@ void metrics_pass_result(metrics *m, int ok, const char *why);
  * ("database unreachable for 12s") in reason. */
 int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len);
 
-/* Reads the database-side backlog (the view dagq.worker_group_backlog) and
- * the broker-side backlog (queue_backlog) of every worker group into gauges,
- * at most once per every_s seconds. d and q are borrowed (q may be NULL).
- * Returns DB_ECONN when the database was lost, else 0; the broker's state is
- * reported through metrics_server_up. */
-int metrics_collect_backlog(metrics *m, db *d, queue *q, double every_s);
+/* Sets every gauge called name, whatever its labels, to 0 (groups that went
+ * away then read 0, not their last figure). */
+void metrics_gauge_zero(metrics *m, const char *name);
 
 /* The registry in Prometheus text format (version 0.0.4). Caller frees with
  * mem_free. */

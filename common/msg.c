@@ -1,10 +1,10 @@
 #include "msg.h"
 
+#include "errbuf.h"
 #include "mem.h"
 
 #include <inttypes.h>
 #include <msgpack.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,19 +18,6 @@ enum { K_V, K_TI, K_TRY, K_DAG, K_TASK, K_RUN, K_GROUP, K_QUEUED_AT, K_COUNT };
 
 static const char *const msg_keys[K_COUNT] = {"v",    "ti",  "try",   "dag",
                                               "task", "run", "group", "queued_at"};
-
-static void msg_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void msg_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (!errbuf || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- encoding ---------------------------------------------------------- */
 
@@ -67,7 +54,7 @@ static int msg_check_str(const char *s, const char *name, size_t *len, char *err
 {
     *len = strnlen(s, MSG_ID_MAX);
     if (*len >= MSG_ID_MAX) {
-        msg_err(errbuf, errlen, "%s too long (max %d bytes)", name, MSG_ID_MAX - 1);
+        errbuf_printf(errbuf, errlen, "%s too long (max %d bytes)", name, MSG_ID_MAX - 1);
         return -1;
     }
     return 0;
@@ -81,19 +68,20 @@ int msg_encode(const msg_task *m, char **out, size_t *len, char *errbuf, size_t 
     *len = 0;
     /* Refuse what msg_decode would refuse, so a bad message never reaches a queue. */
     if (m->ti <= 0) {
-        msg_err(errbuf, errlen, "ti must be positive (got %" PRId64 ")", m->ti);
+        errbuf_printf(errbuf, errlen, "ti must be positive (got %" PRId64 ")", m->ti);
         return -1;
     }
     if (m->try_number <= 0) {
-        msg_err(errbuf, errlen, "try must be positive (got %" PRId32 ")", m->try_number);
+        errbuf_printf(errbuf, errlen, "try must be positive (got %" PRId32 ")", m->try_number);
         return -1;
     }
     if (m->run < 0) {
-        msg_err(errbuf, errlen, "run must not be negative (got %" PRId64 ")", m->run);
+        errbuf_printf(errbuf, errlen, "run must not be negative (got %" PRId64 ")", m->run);
         return -1;
     }
     if (m->queued_at < 0) {
-        msg_err(errbuf, errlen, "queued_at must not be negative (got %" PRId64 ")", m->queued_at);
+        errbuf_printf(errbuf, errlen, "queued_at must not be negative (got %" PRId64 ")",
+                      m->queued_at);
         return -1;
     }
     if (msg_check_str(m->dag, "dag", &dag_len, errbuf, errlen) < 0 ||
@@ -151,6 +139,11 @@ static uint64_t msg_be(const unsigned char *p, int n)
  * declared counts by the message size), nesting is at most MSG_MAX_DEPTH, and
  * exactly one value fills the buffer. After this check msgpack-c allocates at
  * most a small multiple of len.
+ *
+ * One function of ~140 lines on purpose: it is a single loop over the bytes
+ * whose state (the counts owed per depth, the offset) every branch of the
+ * tag switch updates; cut into pieces, that state would travel through
+ * every call.
  */
 static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t errlen)
 {
@@ -168,7 +161,7 @@ static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t 
         left[depth]--;
         pending--;
         if (off >= len) {
-            msg_err(errbuf, errlen, "truncated message (%zu bytes)", len);
+            errbuf_printf(errbuf, errlen, "truncated message (%zu bytes)", len);
             return -1;
         }
 
@@ -244,13 +237,13 @@ static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t 
                 container = 2;
                 break;
             default: /* 0xc1, never used */
-                msg_err(errbuf, errlen, "invalid msgpack byte 0x%02x at offset %zu", b, at);
+                errbuf_printf(errbuf, errlen, "invalid msgpack byte 0x%02x at offset %zu", b, at);
                 return -1;
             }
         }
         off++;
         if ((size_t)hdr > len - off) {
-            msg_err(errbuf, errlen, "truncated message at offset %zu", at);
+            errbuf_printf(errbuf, errlen, "truncated message at offset %zu", at);
             return -1;
         }
         if (hdr) {
@@ -264,22 +257,24 @@ static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t 
                 body = n;
         }
         if (payload + body > len - off) {
-            msg_err(errbuf, errlen,
-                    "truncated message: value at offset %zu needs %" PRIu64 " bytes, %zu left", at,
-                    payload + body, len - off);
+            errbuf_printf(errbuf, errlen,
+                          "truncated message: value at offset %zu needs %" PRIu64
+                          " bytes, %zu left",
+                          at, payload + body, len - off);
             return -1;
         }
         off += (size_t)(payload + body);
         if (container && items > 0) {
             if (items + pending > len - off) {
-                msg_err(errbuf, errlen,
-                        "truncated message: container at offset %zu holds %" PRIu64
-                        " values, only %zu bytes left",
-                        at, items, len - off);
+                errbuf_printf(errbuf, errlen,
+                              "truncated message: container at offset %zu holds %" PRIu64
+                              " values, only %zu bytes left",
+                              at, items, len - off);
                 return -1;
             }
             if (depth == MSG_MAX_DEPTH) {
-                msg_err(errbuf, errlen, "msgpack nested deeper than %d levels", MSG_MAX_DEPTH);
+                errbuf_printf(errbuf, errlen, "msgpack nested deeper than %d levels",
+                              MSG_MAX_DEPTH);
                 return -1;
             }
             left[++depth] = items;
@@ -287,7 +282,7 @@ static int msg_scan(const unsigned char *data, size_t len, char *errbuf, size_t 
         }
     }
     if (off != len) {
-        msg_err(errbuf, errlen, "%zu trailing bytes after the message", len - off);
+        errbuf_printf(errbuf, errlen, "%zu trailing bytes after the message", len - off);
         return -1;
     }
     return 0;
@@ -302,13 +297,13 @@ static int msg_get_int(const msgpack_object *o, const char *name, int64_t *out, 
     }
     if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (o->via.u64 > INT64_MAX) {
-            msg_err(errbuf, errlen, "%s out of range (%" PRIu64 ")", name, o->via.u64);
+            errbuf_printf(errbuf, errlen, "%s out of range (%" PRIu64 ")", name, o->via.u64);
             return -1;
         }
         *out = (int64_t)o->via.u64;
         return 0;
     }
-    msg_err(errbuf, errlen, "%s must be an integer", name);
+    errbuf_printf(errbuf, errlen, "%s must be an integer", name);
     return -1;
 }
 
@@ -316,16 +311,17 @@ static int msg_get_str(const msgpack_object *o, const char *name, char dst[MSG_I
                        char *errbuf, size_t errlen)
 {
     if (o->type != MSGPACK_OBJECT_STR) {
-        msg_err(errbuf, errlen, "%s must be a string", name);
+        errbuf_printf(errbuf, errlen, "%s must be a string", name);
         return -1;
     }
     uint32_t n = o->via.str.size;
     if (n > MSG_ID_MAX - 1) {
-        msg_err(errbuf, errlen, "%s too long (%" PRIu32 " bytes, max %d)", name, n, MSG_ID_MAX - 1);
+        errbuf_printf(errbuf, errlen, "%s too long (%" PRIu32 " bytes, max %d)", name, n,
+                      MSG_ID_MAX - 1);
         return -1;
     }
     if (n && memchr(o->via.str.ptr, '\0', n)) {
-        msg_err(errbuf, errlen, "%s contains a NUL byte", name);
+        errbuf_printf(errbuf, errlen, "%s contains a NUL byte", name);
         return -1;
     }
     if (n)
@@ -334,12 +330,11 @@ static int msg_get_str(const msgpack_object *o, const char *name, char dst[MSG_I
     return 0;
 }
 
-/* Walks the decoded map into *t; the map comes from msgpack-c after msg_scan. */
-static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, size_t errlen)
+/* The values of the keys dagq knows, by K_*, into val (NULL when absent);
+ * -1 on a duplicate. Other keys are ignored. */
+static int msg_index(const msgpack_object *map, const msgpack_object **val, char *errbuf,
+                     size_t errlen)
 {
-    const msgpack_object *val[K_COUNT] = {0};
-    int64_t n;
-
     for (uint32_t i = 0; i < map->via.map.size; i++) {
         const msgpack_object *k = &map->via.map.ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
@@ -348,7 +343,7 @@ static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, si
             size_t kl = strlen(msg_keys[j]);
             if (k->via.str.size == kl && memcmp(k->via.str.ptr, msg_keys[j], kl) == 0) {
                 if (val[j]) {
-                    msg_err(errbuf, errlen, "duplicate key %s", msg_keys[j]);
+                    errbuf_printf(errbuf, errlen, "duplicate key %s", msg_keys[j]);
                     return -1;
                 }
                 val[j] = &map->via.map.ptr[i].val;
@@ -356,68 +351,67 @@ static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, si
             }
         }
     }
+    return 0;
+}
 
-    /* The version first: a newer message may mean anything by its other keys. */
-    if (!val[K_V]) {
-        msg_err(errbuf, errlen, "missing key v");
+/* The version first: a newer message may mean anything by its other keys. */
+static int msg_check_version(const msgpack_object *v, char *errbuf, size_t errlen)
+{
+    if (!v) {
+        errbuf_printf(errbuf, errlen, "missing key v");
         return -1;
     }
-    if (val[K_V]->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (val[K_V]->via.u64 != MSG_VERSION) {
-            msg_err(errbuf, errlen, "unsupported message version %" PRIu64, val[K_V]->via.u64);
-            return -1;
-        }
-    } else if (val[K_V]->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-        msg_err(errbuf, errlen, "unsupported message version %" PRId64, val[K_V]->via.i64);
-        return -1;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 == MSG_VERSION)
+            return 0;
+        errbuf_printf(errbuf, errlen, "unsupported message version %" PRIu64, v->via.u64);
+    } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        errbuf_printf(errbuf, errlen, "unsupported message version %" PRId64, v->via.i64);
     } else {
-        msg_err(errbuf, errlen, "v must be an integer");
-        return -1;
+        errbuf_printf(errbuf, errlen, "v must be an integer");
     }
+    return -1;
+}
 
-    if (!val[K_TI]) {
-        msg_err(errbuf, errlen, "missing key ti");
+/* A required integer key in [lo, hi], or an optional one (o may be NULL:
+ * *out untouched) in [lo, hi]. */
+static int msg_int_in(const msgpack_object *o, const char *name, int required, int64_t lo,
+                      int64_t hi, const char *range, int64_t *out, char *errbuf, size_t errlen)
+{
+    int64_t n;
+    if (!o) {
+        if (required)
+            errbuf_printf(errbuf, errlen, "missing key %s", name);
+        return required ? -1 : 0;
+    }
+    if (msg_get_int(o, name, &n, errbuf, errlen) < 0)
+        return -1;
+    if (n < lo || n > hi) {
+        errbuf_printf(errbuf, errlen, "%s must %s (got %" PRId64 ")", name, range, n);
         return -1;
     }
-    if (msg_get_int(val[K_TI], "ti", &n, errbuf, errlen) < 0)
-        return -1;
-    if (n <= 0) {
-        msg_err(errbuf, errlen, "ti must be positive (got %" PRId64 ")", n);
-        return -1;
-    }
-    t->ti = n;
+    *out = n;
+    return 0;
+}
 
-    if (!val[K_TRY]) {
-        msg_err(errbuf, errlen, "missing key try");
+/* Walks the decoded map into *t; the map comes from msgpack-c after msg_scan. */
+static int msg_from_map(const msgpack_object *map, msg_task *t, char *errbuf, size_t errlen)
+{
+    const msgpack_object *val[K_COUNT] = {0};
+    int64_t try_number = 0;
+    char try_range[64];
+    snprintf(try_range, sizeof try_range, "be positive and at most %" PRId32, INT32_MAX);
+    if (msg_index(map, val, errbuf, errlen) < 0 ||
+        msg_check_version(val[K_V], errbuf, errlen) < 0 ||
+        msg_int_in(val[K_TI], "ti", 1, 1, INT64_MAX, "be positive", &t->ti, errbuf, errlen) < 0 ||
+        msg_int_in(val[K_TRY], "try", 1, 1, INT32_MAX, try_range, &try_number, errbuf, errlen) <
+            0 ||
+        msg_int_in(val[K_RUN], "run", 0, 0, INT64_MAX, "not be negative", &t->run, errbuf, errlen) <
+            0 ||
+        msg_int_in(val[K_QUEUED_AT], "queued_at", 0, 0, INT64_MAX, "not be negative", &t->queued_at,
+                   errbuf, errlen) < 0)
         return -1;
-    }
-    if (msg_get_int(val[K_TRY], "try", &n, errbuf, errlen) < 0)
-        return -1;
-    if (n <= 0 || n > INT32_MAX) {
-        msg_err(errbuf, errlen, "try must be positive and at most %" PRId32 " (got %" PRId64 ")",
-                INT32_MAX, n);
-        return -1;
-    }
-    t->try_number = (int32_t)n;
-
-    if (val[K_RUN]) {
-        if (msg_get_int(val[K_RUN], "run", &n, errbuf, errlen) < 0)
-            return -1;
-        if (n < 0) {
-            msg_err(errbuf, errlen, "run must not be negative (got %" PRId64 ")", n);
-            return -1;
-        }
-        t->run = n;
-    }
-    if (val[K_QUEUED_AT]) {
-        if (msg_get_int(val[K_QUEUED_AT], "queued_at", &n, errbuf, errlen) < 0)
-            return -1;
-        if (n < 0) {
-            msg_err(errbuf, errlen, "queued_at must not be negative (got %" PRId64 ")", n);
-            return -1;
-        }
-        t->queued_at = n;
-    }
+    t->try_number = (int32_t)try_number;
     if (val[K_DAG] && msg_get_str(val[K_DAG], "dag", t->dag, errbuf, errlen) < 0)
         return -1;
     if (val[K_TASK] && msg_get_str(val[K_TASK], "task", t->task, errbuf, errlen) < 0)
@@ -439,15 +433,15 @@ int msg_decode(const void *data, size_t len, msg_task *m, char *errbuf, size_t e
     msgpack_unpacked_init(&up);
 
     if (!p || len == 0) {
-        msg_err(errbuf, errlen, "empty message");
+        errbuf_printf(errbuf, errlen, "empty message");
         goto out;
     }
     if (len > MSG_MAX_BYTES) {
-        msg_err(errbuf, errlen, "message too large (%zu bytes, max %d)", len, MSG_MAX_BYTES);
+        errbuf_printf(errbuf, errlen, "message too large (%zu bytes, max %d)", len, MSG_MAX_BYTES);
         goto out;
     }
     if (!((p[0] >= 0x80 && p[0] <= 0x8f) || p[0] == 0xde || p[0] == 0xdf)) {
-        msg_err(errbuf, errlen, "not a msgpack map (first byte 0x%02x)", p[0]);
+        errbuf_printf(errbuf, errlen, "not a msgpack map (first byte 0x%02x)", p[0]);
         goto out;
     }
     if (msg_scan(p, len, errbuf, errlen) < 0)
@@ -457,7 +451,7 @@ int msg_decode(const void *data, size_t len, msg_task *m, char *errbuf, size_t e
     msgpack_unpack_return ur = msgpack_unpack_next(&up, data, len, &off);
     if (ur != MSGPACK_UNPACK_SUCCESS || off != len || up.data.type != MSGPACK_OBJECT_MAP) {
         /* msg_scan accepted it, so this would be a msgpack-c limit we missed. */
-        msg_err(errbuf, errlen, "msgpack decode failed (code %d)", (int)ur);
+        errbuf_printf(errbuf, errlen, "msgpack decode failed (code %d)", (int)ur);
         goto out;
     }
     if (msg_from_map(&up.data, &t, errbuf, errlen) < 0)

@@ -1,24 +1,11 @@
 #include "tmpl.h"
 
 #include "cron.h"
+#include "errbuf.h"
 #include "mem.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static void tmpl_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void tmpl_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (!errbuf || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 typedef struct tmpl_buf {
     char *data;
@@ -169,29 +156,30 @@ static int tmpl_expr(const char *src, const char *open, const char *close, const
     }
     tmpl_trim(&name, &end);
     if (name == end) {
-        tmpl_err(errbuf, errlen, "empty {{ }} at offset %zu", at);
+        errbuf_printf(errbuf, errlen, "empty {{ }} at offset %zu", at);
         return -1;
     }
     int raw = 0;
     if (bar) {
         if (fend - fil != 3 || memcmp(fil, "raw", 3) != 0) {
-            tmpl_err(errbuf, errlen,
-                     "unknown filter \"%.*s\" at offset %zu (the only filter is raw)",
-                     (int)(fend - fil > 64 ? 64 : fend - fil), fil, at);
+            errbuf_printf(errbuf, errlen,
+                          "unknown filter \"%.*s\" at offset %zu (the only filter is raw)",
+                          (int)(fend - fil > 64 ? 64 : fend - fil), fil, at);
             return -1;
         }
         raw = 1;
     }
     const tmpl_var *v = tmpl_lookup(vars, nvars, name, (size_t)(end - name));
     if (!v) {
-        tmpl_err(errbuf, errlen, "unknown template variable %.*s", (int)(end - name), name);
+        errbuf_printf(errbuf, errlen, "unknown template variable %.*s", (int)(end - name), name);
         return -1;
     }
     if (raw && v->origin != TMPL_FROM_DAG) {
-        tmpl_err(errbuf, errlen,
-                 "%s at offset %zu comes from the run's conf: | raw is only for values the DAG "
-                 "defines",
-                 v->name, at);
+        errbuf_printf(
+            errbuf, errlen,
+            "%s at offset %zu comes from the run's conf: | raw is only for values the DAG "
+            "defines",
+            v->name, at);
         return -1;
     }
     if (!raw) {
@@ -216,7 +204,7 @@ static int tmpl_parse(const char *src, const tmpl_var *vars, size_t nvars, tmpl_
             return 0;
         const char *close = strstr(open + 2, "}}");
         if (!close) {
-            tmpl_err(errbuf, errlen, "unclosed {{ at offset %zu", (size_t)(open - src));
+            errbuf_printf(errbuf, errlen, "unclosed {{ at offset %zu", (size_t)(open - src));
             return -1;
         }
         if (tmpl_expr(src, open, close, vars, nvars, s, errbuf, errlen))
@@ -305,8 +293,8 @@ static void lex_unsure(lex *L, const char *why)
 static void lex_fail_ph(lex *L, int i, const char *why)
 {
     const tmpl_ph *p = &L->s->ph[i];
-    tmpl_err(L->errbuf, L->errlen, "cannot substitute %s at offset %zu: %s", p->var->name, p->off,
-             why);
+    errbuf_printf(L->errbuf, L->errlen, "cannot substitute %s at offset %zu: %s", p->var->name,
+                  p->off, why);
     L->failed = 1;
 }
 
@@ -1187,7 +1175,7 @@ int tmpl_render(const char *src, const tmpl_var *vars, size_t n, char **out, cha
 {
     *out = NULL;
     if (!src) {
-        tmpl_err(errbuf, errlen, "no template");
+        errbuf_printf(errbuf, errlen, "no template");
         return -1;
     }
     tmpl_seq s = {0};
@@ -1203,26 +1191,28 @@ int tmpl_param_env_name(const char *key, char *buf, size_t len, char *errbuf, si
     static const char prefix[] = "DAGQ_PARAM_";
     size_t n = strlen(key);
     if (n == 0) {
-        tmpl_err(errbuf, errlen, "an empty param name has no environment variable");
+        errbuf_printf(errbuf, errlen, "an empty param name has no environment variable");
         return -1;
     }
     if (tmpl_digit((unsigned char)key[0])) {
-        tmpl_err(errbuf, errlen,
-                 "a param name that starts with a digit has no environment "
-                 "variable");
+        errbuf_printf(errbuf, errlen,
+                      "a param name that starts with a digit has no environment "
+                      "variable");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         if (!tmpl_namec((unsigned char)key[i])) {
-            tmpl_err(errbuf, errlen,
-                     "param name has a byte (0x%02x at %zu) an environment variable name cannot "
-                     "hold: only letters, digits and _",
-                     (unsigned char)key[i], i);
+            errbuf_printf(
+                errbuf, errlen,
+                "param name has a byte (0x%02x at %zu) an environment variable name cannot "
+                "hold: only letters, digits and _",
+                (unsigned char)key[i], i);
             return -1;
         }
     }
     if (sizeof prefix + n > len) {
-        tmpl_err(errbuf, errlen, "param name too long for an environment variable (%zu bytes)", n);
+        errbuf_printf(errbuf, errlen, "param name too long for an environment variable (%zu bytes)",
+                      n);
         return -1;
     }
     memcpy(buf, prefix, sizeof prefix - 1);

@@ -7,7 +7,7 @@
 #include "http.h"
 #include "log.h"
 #include "mem.h"
-#include "metrics.h"
+#include "backlog_metrics.h"
 #include "queue.h"
 #include "sched.h"
 
@@ -217,7 +217,7 @@ int main(int argc, char **argv)
         }
         if (rc == QUEUE_ECONN)
             metrics_server_up(m, METRICS_BROKER, 0);
-        if (rc != DB_ECONN && metrics_collect_backlog(m, d, q, 1.0) == DB_ECONN)
+        if (rc != DB_ECONN && backlog_metrics_collect(m, d, q, 1.0) == DB_ECONN)
             rc = DB_ECONN;
         if (rc > 0)
             continue; /* a full batch: there is more to queue at once */

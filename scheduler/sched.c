@@ -1,5 +1,6 @@
 #include "sched.h"
 
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
@@ -33,13 +34,6 @@ struct sched {
     char last_error[1024];
 };
 
-static double sched_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 sched *sched_new(const sched_conf *conf, db *d, queue *q)
 {
     sched *s = mem_calloc(1, sizeof *s);
@@ -50,7 +44,7 @@ sched *sched_new(const sched_conf *conf, db *d, queue *q)
         s->conf.housekeeping_ms = 1000;
     s->d = d;
     s->q = q;
-    s->connected_at = sched_now();
+    s->connected_at = clock_now_s();
     return s;
 }
 
@@ -64,7 +58,7 @@ void sched_free(sched *s)
 
 void sched_db_connected(sched *s)
 {
-    s->connected_at = sched_now();
+    s->connected_at = clock_now_s();
 }
 
 const sched_stats *sched_get_stats(const sched *s)
@@ -81,7 +75,7 @@ int sched_wait_ms(const sched *s, int poll_ms)
 {
     if (!s || !s->next_due)
         return poll_ms;
-    double ms = (s->next_due - sched_now()) * 1000.0 + 1.0;
+    double ms = (s->next_due - clock_now_s()) * 1000.0 + 1.0;
     if (ms < 0)
         return 0;
     return ms < poll_ms ? (int)ms : poll_ms;
@@ -296,7 +290,7 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
 int sched_pass(sched *s)
 {
     char err[1024], q[1024];
-    double t0 = sched_now();
+    double t0 = clock_now_s();
     int more = 0, rc;
     int kept = s->npending; /* unpushed messages of earlier passes */
     int housekeeping = (t0 - s->last_housekeeping) * 1000.0 >= s->conf.housekeeping_ms;
@@ -328,7 +322,7 @@ int sched_pass(sched *s)
     int prc = 0;
     if (s->npending)
         prc = sched_push_pending(s);
-    s->stats.last_pass_ms = (sched_now() - t0) * 1000.0;
+    s->stats.last_pass_ms = (clock_now_s() - t0) * 1000.0;
     if (prc == QUEUE_ECONN)
         return QUEUE_ECONN;
     return more ? 1 : 0;

@@ -2,7 +2,7 @@
 # Installs, from Debian's packages, what building and testing dagq needs,
 # and only what is missing. Uses sudo when not root.
 set -eu
-PKGS="build-essential pkg-config libpq-dev libhiredis-dev librdkafka-dev libmsgpack-dev
+PKGS="build-essential pkg-config libpq-dev libhiredis-dev libssl-dev openssl librdkafka-dev libmsgpack-dev
 libmicrohttpd-dev postgresql postgresql-contrib redis-server redis-tools kcat tzdata curl python3
 default-jre-headless maven docker-compose clang-format procps psmisc util-linux"
 missing=""

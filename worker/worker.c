@@ -4,6 +4,7 @@
 #include "child.h"
 #include "db.h"
 #include "intake.h"
+#include "clock.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
@@ -52,13 +53,6 @@ struct worker {
     struct pollfd *pfds;
     int cap;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* A version 4 UUID from the kernel's random source. */
 static void worker_draw_incarnation(char out[40])
@@ -137,7 +131,7 @@ static int worker_db_ok(worker *w)
 {
     if (db_connected(w->d))
         return 1;
-    double t = now_s();
+    double t = clock_now_s();
     if (t < w->next_db_attempt)
         return 0;
     char err[512], q[512];
@@ -166,12 +160,12 @@ static void worker_stop_unheld(worker *w, PGresult *held)
         int is_held = 0;
         for (int i = 0; i < PQntuples(held) && !is_held; i++)
             is_held = strtoll(PQgetvalue(held, i, 0), NULL, 10) == x->ti;
-        if (!is_held && now_s() - x->started > 1.0) {
+        if (!is_held && clock_now_s() - x->started > 1.0) {
             log_warn("try was taken away from this worker; stopping it",
                      "dag=%s run=%lld task=%s ti=%lld try=%d worker=%s", x->dag, x->run_id, x->task,
                      x->ti, x->try_number, w->conf.name);
             child_signal(x->ch, SIGTERM);
-            x->kill_at = now_s() + KILL_GRACE_S;
+            x->kill_at = clock_now_s() + KILL_GRACE_S;
         }
     }
 }
@@ -261,7 +255,7 @@ static run *worker_run_new(const msg_task *m, PGresult *claim, const char *group
     x->retry_delay = atof(PQgetvalue(claim, 0, 8));
     x->exp_backoff = PQgetvalue(claim, 0, 9)[0] == 't';
     x->max_retry_delay = atof(PQgetvalue(claim, 0, 10));
-    x->started = now_s();
+    x->started = clock_now_s();
     if (!PQgetisnull(claim, 0, 2))
         x->deadline = x->started + atof(PQgetvalue(claim, 0, 2));
     return x;
@@ -333,7 +327,7 @@ static int worker_take(worker *w, intake_item *it)
                  p, &claim, err, sizeof err);
     if (rc == DB_ECONN || (rc == DB_EQUERY && db_error_transient(w->d))) {
         intake_unget(w->in, it);
-        w->take_after = now_s() + 0.2;
+        w->take_after = clock_now_s() + 0.2;
         return -1;
     }
     if (rc) {
@@ -532,7 +526,7 @@ static int worker_register(worker *w, volatile sig_atomic_t *stop)
 {
     while (!*stop) {
         if (worker_heartbeat(w, "up") == 0) {
-            w->next_heartbeat = now_s() + w->conf.heartbeat_s;
+            w->next_heartbeat = clock_now_s() + w->conf.heartbeat_s;
             return 0;
         }
         struct pollfd p = {w->conf.wake_rd, POLLIN, 0};
@@ -546,7 +540,7 @@ static void worker_turn(worker *w)
 {
     worker_reap(w);
     worker_collect(w);
-    double t = now_s();
+    double t = clock_now_s();
     worker_timeouts(w, t);
     if (results_pending(w->res) && worker_db_ok(w))
         results_flush(w->res, w->d, t);
@@ -586,7 +580,7 @@ void worker_run(worker *w, volatile sig_atomic_t *stop, volatile sig_atomic_t *s
         w->in = intake_start(w->conf.queue, w->conf.groups, w->conf.ngroups, w->conf.slots,
                              w->conf.wake_wr, w->conf.metrics);
     for (;;) {
-        double t = now_s();
+        double t = clock_now_s();
         if (*hup) {
             *hup = 0;
             log_info("SIGHUP: nothing to reload; going on", "worker=%s", w->conf.name);

@@ -1,10 +1,14 @@
 /* queue — the broker behind dagq: a work queue per worker group.
  *
  * One interface, two implementations chosen by the broker URL:
- *   redis://[:password@]host:port[/db]   a stream per worker group (queue_redis.c)
- *   kafka://host:port[,host:port...]     a topic per worker group  (queue_kafka.c)
- * The scheduler and the worker include only this header, never hiredis or
- * librdkafka.
+ *   redis://[[user]:password@]host:port[/db]  a stream per worker group (redis*.c)
+ *   rediss://...[?tls-ca=FILE&...]            the same over TLS (redis_tls.c)
+ *   kafka://host:port[,host:port...]          a topic per worker group  (kafka*.c)
+ * queue.c forwards every call through the implementation's table of
+ * functions (queue_ops.h) and holds what both share: argument checks and the
+ * dead-letter-then-ack flow; queue_url.c and queue_ensured.c hold the URL
+ * syntax and the ensured-groups cache both use. The scheduler and the worker
+ * include only this header, never hiredis or librdkafka.
  *
  * Delivery is at-least-once; PostgreSQL turns that into "each try starts at
  * most once" (DESIGN.md). A producer (`queue`) pushes; a consumer
@@ -40,6 +44,10 @@ typedef struct queue_conf {
     int n_kafka_props;
     int reclaim_idle_ms; /* Redis: reclaim entries a dead consumer left pending
                             for this long; default 30000 */
+    /* rediss://: files (PEM) and the name the server's certificate must
+     * carry, where the URL's tls-ca=, tls-cert=, tls-key=, tls-server-name=
+     * give none; NULL: the system's CAs, no client certificate, the host */
+    const char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_server_name;
 } queue_conf;
 
 typedef struct queue queue;                   /* producer side; opaque */
@@ -57,6 +65,11 @@ const char *queue_strerror(int code);
 
 /* Checks that url names a broker dagq knows (scheme and syntax). */
 int queue_url_check(const char *url, char *errbuf, size_t errlen);
+
+/* url as it may be shown in logs and errors: a password (what follows the
+ * first ':' of the userinfo, up to the last '@') becomes ***. Cut to fit
+ * buf[0..len); NULL prints as "". Any string is accepted, valid or not. */
+void queue_url_redact(const char *url, char *buf, size_t len);
 
 /* Producer. conf is copied; nothing in it need outlive the call. */
 int queue_open(const queue_conf *conf, queue **out, char *errbuf, size_t errlen);

@@ -1,9 +1,10 @@
 #include "queue.h"
 
+#include "errbuf.h"
+#include "log.h"
 #include "mem.h"
-#include "queue_impl.h"
+#include "queue_ops.h"
 
-#include <stdio.h>
 #include <string.h>
 
 struct queue {
@@ -14,6 +15,7 @@ struct queue {
 struct queue_consumer {
     const queue__ops *ops;
     void *impl;
+    char *group; /* for logs */
 };
 
 const char *queue_strerror(int code)
@@ -36,15 +38,20 @@ static const queue__ops *queue_pick(const char *url, char *errbuf, size_t errlen
 {
     static const queue__ops *const all[] = {&queue__redis_ops, &queue__kafka_ops};
     if (!url || !*url) {
-        snprintf(errbuf, errlen, "broker URL is empty");
+        errbuf_printf(errbuf, errlen, "broker URL is empty");
         return NULL;
     }
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        size_t n = strlen(all[i]->scheme);
-        if (!strncmp(url, all[i]->scheme, n) && !strncmp(url + n, "://", 3))
-            return all[i];
+        for (const char *const *sc = all[i]->schemes; *sc; sc++) {
+            size_t n = strlen(*sc);
+            if (!strncmp(url, *sc, n) && !strncmp(url + n, "://", 3))
+                return all[i];
+        }
     }
-    snprintf(errbuf, errlen, "broker URL \"%s\": scheme must be redis:// or kafka://", url);
+    char shown[512];
+    queue_url_redact(url, shown, sizeof shown);
+    errbuf_printf(errbuf, errlen,
+                  "broker URL \"%s\": scheme must be redis://, rediss:// or kafka://", shown);
     return NULL;
 }
 
@@ -54,8 +61,7 @@ static int queue_group_ok(const char *group, char *errbuf, size_t errlen)
 {
     if (group && *group)
         return QUEUE_OK;
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "worker group name is empty");
+    errbuf_printf(errbuf, errlen, "worker group name is empty");
     return QUEUE_EINVAL;
 }
 
@@ -63,8 +69,7 @@ static int queue_msg_ok(const queue_consumer *c, const queue_msg *m, char *errbu
 {
     if (m && m->priv && *(const queue__ops *const *)m->priv == c->ops)
         return QUEUE_OK;
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "not a message of a %s consumer", c->ops->scheme);
+    errbuf_printf(errbuf, errlen, "not a message of a %s consumer", c->ops->schemes[0]);
     return QUEUE_EINVAL;
 }
 
@@ -147,6 +152,7 @@ int queue_consumer_open(const queue_conf *conf, const char *group, queue_consume
     queue_consumer *c = mem_calloc(1, sizeof *c);
     c->ops = ops;
     c->impl = impl;
+    c->group = mem_strdup(group);
     *out = c;
     return QUEUE_OK;
 }
@@ -156,6 +162,7 @@ void queue_consumer_free(queue_consumer *c)
     if (!c)
         return;
     c->ops->consumer_free(c->impl);
+    mem_free(c->group);
     mem_free(c);
 }
 
@@ -164,8 +171,7 @@ int queue_consumer_poll(queue_consumer *c, int max, int timeout_ms, queue_msg **
 {
     *n = 0;
     if (max < 0) {
-        if (errbuf && errlen)
-            snprintf(errbuf, errlen, "poll: max must be >= 0");
+        errbuf_printf(errbuf, errlen, "poll: max must be >= 0");
         return QUEUE_EINVAL;
     }
     if (timeout_ms < 0)
@@ -181,13 +187,30 @@ int queue_consumer_ack(queue_consumer *c, queue_msg *m, char *errbuf, size_t err
     return c->ops->consumer_ack(c->impl, m, errbuf, errlen);
 }
 
+/* The dead letter is stored first and the message acked after, so a failure
+ * in between leaves the message to be delivered again (and dead-lettered
+ * again: a duplicate letter, never a lost one). A broker that can do both in
+ * one operation says so through *acked. */
 int queue_consumer_dead_letter(queue_consumer *c, queue_msg *m, const char *reason, char *errbuf,
                                size_t errlen)
 {
     int rc = queue_msg_ok(c, m, errbuf, errlen);
     if (rc)
         return rc;
-    return c->ops->consumer_dead_letter(c->impl, m, reason, errbuf, errlen);
+    if (!reason)
+        reason = "";
+    const char *where = "";
+    int acked = 0;
+    rc = c->ops->dead_letter(c->impl, m, reason, &where, &acked, errbuf, errlen);
+    if (!rc && !acked)
+        rc = c->ops->consumer_ack(c->impl, m, errbuf, errlen);
+    if (rc)
+        return rc; /* the caller logs a failure */
+    char qid[100], qwhere[300], qreason[300];
+    log_warn("message dead-lettered", "group=%s id=\"%s\" dead_letter=\"%s\" reason=\"%s\"",
+             c->group, log_quote(m->id, qid, sizeof qid), log_quote(where, qwhere, sizeof qwhere),
+             log_quote(reason, qreason, sizeof qreason));
+    return QUEUE_OK;
 }
 
 void queue_consumer_wake(queue_consumer *c)
