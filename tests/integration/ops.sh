@@ -247,7 +247,7 @@ case_compose_file_parses_and_uses_only_known_settings() {
             key=${key%%=*}
             case $key in DAGQ_*) ;; *) continue ;; esac
             checked=$((checked + 1))
-            echo "$help" | grep -q "(env $key[,)]" ||
+            echo "$help" | grep -q "(env $key[,;)]" ||
                 fail "$svc sets $key, which $prog does not read"
         done < <(compose_query "$svc" env)
     done

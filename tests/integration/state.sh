@@ -475,3 +475,69 @@ SQL
     assert_eq success "$st" "the run in flight finishes after the upgrade"
     assert_eq b "$(cat "$T_CASE/ran" 2>/dev/null)" "only b was left to run, and it ran once"
 }
+
+# ---- wakes ----------------------------------------------------------------------------------
+
+# With polling all but off (60 s), every event that can make work ready is
+# acted on at once: a run's end freeing a max_active_runs slot, a retry
+# coming due, a pool raised, an unpause, a clear, a schedule coming due.
+case_every_event_that_makes_work_wakes_the_scheduler() {
+    sqlf <<'SQL'
+INSERT INTO dagq.pool (pool, slots) VALUES ('gate', 0);
+INSERT INTO dagq.dag (dag_id, max_active_runs) VALUES ('one_at_a_time', 1);
+INSERT INTO dagq.dag (dag_id) VALUES ('retry_later'), ('gated'), ('paused_one'), ('cleared');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES
+  ('one_at_a_time', 't', 'true'), ('gated', 't', 'true'), ('paused_one', 't', 'true'), ('cleared', 't', 'true');
+UPDATE dagq.task SET pool = 'gate' WHERE dag_id = 'gated';
+INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay) VALUES
+  ('retry_later', 't', 'f=' || :'T' || '/failed; [ -e $f ] || { touch $f; exit 1; }', 1, '2 seconds');
+SQL
+    start_scheduler sched --poll-interval-ms 60000
+    start_worker w1 --slots 4
+    sleep 1
+    local t0 run
+    # three runs, one at a time: each end starts the next
+    t0=$SECONDS
+    sql "SELECT dagq.trigger_dag('one_at_a_time') FROM generate_series(1, 3)" >/dev/null
+    wait_until 15 "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'one_at_a_time' AND state = 'success'" 3
+    assert_le $((SECONDS - t0)) 8 "seconds for three runs behind max_active_runs = 1"
+    # a retry 2 s after the failure
+    t0=$SECONDS
+    run=$(sql "SELECT dagq.trigger_dag('retry_later')")
+    assert_eq success "$(wait_run "$run" 15)" "the retry ran when it came due"
+    assert_le $((SECONDS - t0)) 8 "seconds for a run with a 2 s retry delay"
+    # a pool raised
+    run=$(sql "SELECT dagq.trigger_dag('gated')")
+    wait_until 10 "SELECT state FROM dagq.task_instance WHERE run_id = $run" scheduled
+    sleep 1
+    t0=$SECONDS
+    sql "UPDATE dagq.pool SET slots = 1 WHERE pool = 'gate'" >/dev/null
+    assert_eq success "$(wait_run "$run" 15)" "raising the pool let the task run"
+    assert_le $((SECONDS - t0)) 5 "seconds after the pool was raised"
+    # an unpause
+    "$T_BIN/dagq" pause paused_one >/dev/null
+    run=$(sql "SELECT dagq.trigger_dag('paused_one')")
+    sleep 1
+    t0=$SECONDS
+    "$T_BIN/dagq" unpause paused_one >/dev/null
+    assert_eq success "$(wait_run "$run" 15)" "the unpaused DAG's run"
+    assert_le $((SECONDS - t0)) 5 "seconds after the unpause"
+    # a clear
+    run=$(sql "SELECT dagq.trigger_dag('cleared')")
+    assert_eq success "$(wait_run "$run" 15)" "the run to clear"
+    t0=$SECONDS
+    "$T_BIN/dagq" clear "$run" >/dev/null
+    wait_until 15 "SELECT try_number FROM dagq.task_instance WHERE run_id = $run AND state = 'success'" 2
+    assert_le $((SECONDS - t0)) 5 "seconds after the clear"
+    # a schedule coming due 3 s from now
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, schedule, catchup) VALUES ('soon', '* * * * *', false);
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('soon', 't', 'true');
+UPDATE dagq.dag SET next_dagrun_start = now() - interval '1 minute',
+                    next_dagrun_end = now() + interval '3 seconds' WHERE dag_id = 'soon';
+SQL
+    sql "SELECT pg_notify('dagq', 'test')" >/dev/null # the scheduler reads the new due time
+    t0=$SECONDS
+    wait_until 15 "SELECT count(*) >= 1 FROM dagq.dag_run WHERE dag_id = 'soon' AND state = 'success'" t
+    assert_le $((SECONDS - t0)) 7 "seconds until the run of a schedule due in 3 s"
+}
