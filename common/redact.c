@@ -183,7 +183,14 @@ char *redact_url(const char *url)
     size_t len = strlen(url), i = 0;
     while (i < len && redact_space((unsigned char)url[i]))
         i++;
-    redact_url_ranges(url + i, len - i, i, &rs);
+    if (redact_url_ranges(url + i, len - i, i, &rs) != 0) {
+        /* not a URL (a scheme left out, mistyped): a "user:password@host"
+         * shape is still masked, from the first ':' to the last '@' */
+        const char *at = memrchr(url + i, '@', len - i);
+        const char *colon = at ? memchr(url + i, ':', (size_t)(at - url) - i) : NULL;
+        if (colon)
+            redact_add(&rs, (size_t)(colon - url) + 1, (size_t)(at - url));
+    }
     return redact_apply(url, len, &rs);
 }
 

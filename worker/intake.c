@@ -81,86 +81,105 @@ static void intake_wait_locked(intake *in, int ms)
     pthread_cond_timedwait(&in->cv, &in->mu, &ts);
 }
 
+/* Waits out a reconnect backoff (only stop ends it early). */
+static void intake_backoff(intake *in, int ms)
+{
+    pthread_mutex_lock(&in->mu);
+    if (!atomic_load(&in->stopping))
+        intake_wait_locked(in, ms);
+    pthread_mutex_unlock(&in->mu);
+}
+
+/* Opens ic's consumer. Returns 0, or -1 after a backoff when it failed. */
+static int intake_open(intake_consumer *ic, int *attempt)
+{
+    intake *in = ic->in;
+    char err[512], q[512];
+    queue_consumer *c = NULL;
+    if (queue_consumer_open(in->conf, ic->group, &c, err, sizeof err) != QUEUE_OK) {
+        metrics_server_up(in->m, METRICS_BROKER, 0);
+        int ms = backoff_reconnect_ms((*attempt)++);
+        log_warn("cannot open the queue consumer, retrying", "group=%s retry_in_ms=%d error=\"%s\"",
+                 ic->group, ms, log_quote(err, q, sizeof q));
+        intake_backoff(in, ms);
+        return -1;
+    }
+    pthread_mutex_lock(&in->mu);
+    ic->c = c;
+    pthread_mutex_unlock(&in->mu);
+    if (*attempt)
+        log_info("queue consumer open", "group=%s", ic->group);
+    *attempt = 0;
+    return 0;
+}
+
+/* Appends what a poll returned to the inbox. Called with mu held. */
+static void intake_inbox_add(intake_consumer *ic, queue_msg **msgs, int n)
+{
+    intake *in = ic->in;
+    for (int i = 0; i < n; i++) {
+        intake_item *it = mem_calloc(1, sizeof *it);
+        it->msg = msgs[i];
+        it->consumer = ic->c;
+        it->group = ic->group;
+        if (in->tail)
+            in->tail->next = it;
+        else
+            in->head = it;
+        in->tail = it;
+        in->inbox_n++;
+    }
+}
+
+/* One poll for as many messages as there are free slots (none: the
+ * consumer stays a live member of its group). */
+static void intake_poll(intake_consumer *ic, int poll_ms, int *attempt)
+{
+    intake *in = ic->in;
+    char err[512], q[512];
+    pthread_mutex_lock(&in->mu);
+    int want = in->slots - in->running - in->inbox_n - in->reserved;
+    if (want > INTAKE_MAX_BATCH)
+        want = INTAKE_MAX_BATCH;
+    if (want < 0)
+        want = 0;
+    in->reserved += want;
+    ic->want = want;
+    pthread_mutex_unlock(&in->mu);
+
+    queue_msg *msgs[INTAKE_MAX_BATCH];
+    int n = 0;
+    int rc = queue_consumer_poll(ic->c, want, poll_ms, msgs, &n, err, sizeof err);
+
+    pthread_mutex_lock(&in->mu);
+    in->reserved -= want;
+    ic->want = -1;
+    intake_inbox_add(ic, msgs, n);
+    pthread_mutex_unlock(&in->mu);
+    if (n > 0)
+        intake_notify(in);
+    metrics_server_up(in->m, METRICS_BROKER, rc == QUEUE_OK);
+    if (rc == QUEUE_OK) {
+        *attempt = 0;
+        return;
+    }
+    int ms = backoff_reconnect_ms((*attempt)++);
+    log_warn("queue poll failed, retrying", "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms,
+             log_quote(err, q, sizeof q));
+    intake_backoff(in, ms);
+}
+
 static void *intake_thread(void *arg)
 {
     intake_consumer *ic = arg;
-    intake *in = ic->in;
-    char err[512];
     int attempt = 0;
     /* several groups share the slots: poll in shorter slices so one group's
      * idle poll does not hold slots another group's messages could use */
-    int poll_ms = in->ngroups > 1 ? 200 : 1000;
-    while (!atomic_load(&in->stopping)) {
-        if (!ic->c) {
-            queue_consumer *c = NULL;
-            int rc = queue_consumer_open(in->conf, ic->group, &c, err, sizeof err);
-            if (rc == QUEUE_OK) {
-                pthread_mutex_lock(&in->mu);
-                ic->c = c;
-                pthread_mutex_unlock(&in->mu);
-            }
-            if (rc != QUEUE_OK) {
-                metrics_server_up(in->m, METRICS_BROKER, 0);
-                int ms = backoff_reconnect_ms(attempt++);
-                char q[512];
-                log_warn("cannot open the queue consumer, retrying",
-                         "group=%s retry_in_ms=%d error=\"%s\"", ic->group, ms,
-                         log_quote(err, q, sizeof q));
-                pthread_mutex_lock(&in->mu);
-                if (!atomic_load(&in->stopping))
-                    intake_wait_locked(in, ms);
-                pthread_mutex_unlock(&in->mu);
-                continue;
-            }
-            if (attempt)
-                log_info("queue consumer open", "group=%s", ic->group);
-            attempt = 0;
-        }
-        pthread_mutex_lock(&in->mu);
-        int want = in->slots - in->running - in->inbox_n - in->reserved;
-        if (want > INTAKE_MAX_BATCH)
-            want = INTAKE_MAX_BATCH;
-        if (want < 0)
-            want = 0;
-        in->reserved += want;
-        ic->want = want;
-        pthread_mutex_unlock(&in->mu);
-
-        queue_msg *msgs[INTAKE_MAX_BATCH];
-        int n = 0;
-        int rc = queue_consumer_poll(ic->c, want, poll_ms, msgs, &n, err, sizeof err);
-
-        pthread_mutex_lock(&in->mu);
-        in->reserved -= want;
-        ic->want = -1;
-        for (int i = 0; i < n; i++) {
-            intake_item *it = mem_calloc(1, sizeof *it);
-            it->msg = msgs[i];
-            it->consumer = ic->c;
-            it->group = ic->group;
-            if (in->tail)
-                in->tail->next = it;
-            else
-                in->head = it;
-            in->tail = it;
-            in->inbox_n++;
-        }
-        pthread_mutex_unlock(&in->mu);
-        if (n > 0)
-            intake_notify(in);
-        metrics_server_up(in->m, METRICS_BROKER, rc == QUEUE_OK);
-        if (rc != QUEUE_OK) {
-            int ms = backoff_reconnect_ms(attempt++);
-            char q[512];
-            log_warn("queue poll failed, retrying", "group=%s retry_in_ms=%d error=\"%s\"",
-                     ic->group, ms, log_quote(err, q, sizeof q));
-            pthread_mutex_lock(&in->mu);
-            if (!atomic_load(&in->stopping))
-                intake_wait_locked(in, ms);
-            pthread_mutex_unlock(&in->mu);
-        } else {
-            attempt = 0;
-        }
+    int poll_ms = ic->in->ngroups > 1 ? 200 : 1000;
+    while (!atomic_load(&ic->in->stopping)) {
+        if (!ic->c && intake_open(ic, &attempt) != 0)
+            continue;
+        intake_poll(ic, poll_ms, &attempt);
     }
     return NULL;
 }

@@ -200,8 +200,10 @@ int main(int argc, char **argv)
     if (wc.slots < 1)
         wc.slots = 1;
     worker *w = worker_new(&wc);
+    char broker[512];
+    queue_url_redact(dopt.broker_url, broker, sizeof broker);
     log_info("worker starting", "worker=%s incarnation=%s slots=%d groups=%d broker=%s", name,
-             worker_incarnation(w), wc.slots, wc.ngroups, dopt.broker_url);
+             worker_incarnation(w), wc.slots, wc.ngroups, broker);
     worker_run(w, &stop_requested, &stop_now, &hup_seen);
     worker_free(w);
     child_identity_free(run_as);

@@ -1,5 +1,8 @@
 #include "queue_url.h"
 
+#include "mem.h"
+#include "redact.h"
+
 #include "errbuf.h"
 #include "mem.h"
 #include "queue.h"
@@ -15,18 +18,10 @@ void queue_url_redact(const char *url, char *buf, size_t len)
 {
     if (!buf || !len)
         return;
-    if (!url) {
-        buf[0] = '\0';
-        return;
-    }
-    const char *sep = strstr(url, "://");
-    const char *rest = sep ? sep + 3 : url;
-    const char *at = strrchr(rest, '@');
-    const char *colon = at ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    if (!colon)
-        snprintf(buf, len, "%s", url);
-    else
-        snprintf(buf, len, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    /* the one redaction routine (redact.h), written into the caller's buffer */
+    char *r = redact_url(url ? url : "");
+    snprintf(buf, len, "%s", r ? r : "");
+    mem_free(r);
 }
 
 int queue_url__int(const char *s, size_t n, long lo, long hi, long *out)

@@ -71,7 +71,9 @@ TEST(url_tricky_passwords)
     /* not URLs */
     EXPECT_REDACT(redact_url, "localhost:6379", "localhost:6379", NOSECRET);
     EXPECT_REDACT(redact_url, "", "", NOSECRET);
-    EXPECT_REDACT(redact_url, "://x:y@z", "://x:y@z", NOSECRET);
+    /* not a URL, but shaped like user:password@host: masked all the same */
+    EXPECT_REDACT(redact_url, "://x:y@z", ":***@z", "y");
+    EXPECT_REDACT(redact_url, "app:s3cret@db:5432", "app:***@db:5432", "s3cret");
     ASSERT_TRUE(redact_url(NULL) == NULL);
 }
 
