@@ -105,17 +105,11 @@ static int runs_create_one(db *d, PGresult *r, int i, int *created, char *errbuf
         snprintf(b, sizeof b, "%lld", en);
         const char *p[3] = {dag_id, a, b};
         PGresult *ins;
-        rc = db_query(d, "runs_insert",
-                      "INSERT INTO dagq.dag_run (dag_id, run_type, logical_date,"
-                      " data_interval_start, data_interval_end)"
-                      " VALUES ($1, 'scheduled', to_timestamp($2::bigint),"
-                      " to_timestamp($2::bigint), to_timestamp($3::bigint))"
-                      " ON CONFLICT (dag_id, logical_date) WHERE run_type = 'scheduled'"
-                      " DO NOTHING RETURNING run_id",
-                      3, p, &ins, errbuf, errlen);
+        rc = db_query(d, "runs_insert", "SELECT dagq.create_scheduled_run($1, $2, $3)", 3, p, &ins,
+                      errbuf, errlen);
         if (rc)
             return rc;
-        if (PQntuples(ins) == 1) {
+        if (!PQgetisnull(ins, 0, 0)) {
             active++;
             (*created)++;
             log_info("run created", "dag=%s run=%s interval_start=%lld interval_end=%lld", dag_id,
@@ -129,11 +123,8 @@ static int runs_create_one(db *d, PGresult *r, int i, int *created, char *errbuf
     snprintf(a, sizeof a, "%lld", st);
     snprintf(b, sizeof b, "%lld", en);
     const char *p[3] = {dag_id, a, en == TIMETABLE_DONE ? NULL : b};
-    return db_query(d, "runs_set_next",
-                    "UPDATE dagq.dag SET next_dagrun_start = to_timestamp($2::bigint),"
-                    " next_dagrun_end = COALESCE(to_timestamp($3::bigint), 'infinity')"
-                    " WHERE dag_id = $1",
-                    3, p, NULL, errbuf, errlen);
+    return db_query(d, "runs_set_next", "SELECT dagq.set_next_dagrun($1, $2, $3)", 3, p, NULL,
+                    errbuf, errlen);
 }
 
 int runs_create(db *d, metrics *m, int *created, char *errbuf, size_t errlen)
@@ -246,8 +237,7 @@ static int runs_render(db *d, metrics *m, const char *run_id, char *errbuf, size
         char *out = NULL, terr[512], q[600];
         if (tmpl_render(PQgetvalue(tis, i, 2), rv.v, rv.n, &out, terr, sizeof terr) == 0) {
             const char *u[2] = {PQgetvalue(tis, i, 0), out};
-            rc = db_query(d, "runs_set_command",
-                          "UPDATE dagq.task_instance SET command = $2 WHERE ti_id = $1", 2, u, NULL,
+            rc = db_query(d, "runs_set_command", "SELECT dagq.set_command($1, $2)", 2, u, NULL,
                           errbuf, errlen);
         } else {
             char *note = mem_printf("template error: %s", terr);
