@@ -121,9 +121,15 @@ static void cmd_report(cmd_ctx *c, int rc, const char *stmt, const char *err, co
     const char *st = db_sqlstate(c->db);
     /* undefined table, schema or function: the schema is not (fully) there */
     int unmigrated = !strcmp(st, "42P01") || !strcmp(st, "3F000") || !strcmp(st, "42883");
+    /* insufficient_privilege: the role, not the command, is what is wrong */
+    const char *why = !strcmp(st, "42501") ? " (your database role lacks the privilege: see the "
+                                             "README's Security section)"
+                                           : "";
     if (rc == DB_ECONN)
         cmd_error("lost the connection to the database%s%s: %s", what ? " while " : "",
                   what ? what : "", msg);
+    else if (*why)
+        cmd_error("%s%s%s%s", what ? what : "", what ? ": " : "", msg, why);
     else if (what)
         cmd_error("%s: %s%s", what, msg,
                   unmigrated ? " (is the schema migrated? run: dagq db migrate)" : "");

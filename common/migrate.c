@@ -81,7 +81,12 @@ int migrate_run(PGconn *c, int *applied, char *errbuf, size_t errlen)
         snprintf(what, sizeof what, "migration %s", f->name);
         if (migrate_exec(c, "BEGIN", what, errbuf, errlen))
             goto out;
-        if (migrate_exec(c, f->sql, what, errbuf, errlen)) {
+        /* nothing a migration creates in the schema is PUBLIC's (a
+         * per-schema default privilege cannot take back the global one that
+         * makes every new function executable by PUBLIC) */
+        if (migrate_exec(c, f->sql, what, errbuf, errlen) ||
+            migrate_exec(c, "REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA dagq FROM PUBLIC", what,
+                         errbuf, errlen)) {
             char keep[1024];
             snprintf(keep, sizeof keep, "%s", errbuf);
             migrate_exec(c, "ROLLBACK", what, errbuf, errlen);

@@ -76,8 +76,9 @@ $$;
 -- PUBLIC unless revoked, now and for those later migrations create.
 REVOKE ALL ON SCHEMA dagq FROM PUBLIC;
 GRANT USAGE ON SCHEMA dagq TO dagq_viewer, dagq_worker;
+-- (dagq db migrate also revokes PUBLIC's EXECUTE on every dagq function
+-- after each migration, so later ones need not remember to)
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA dagq FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA dagq REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 
 -- Viewers read every table and view (later migrations grant theirs);
 -- dagq.schema_migrations is the migrator's own.
@@ -138,6 +139,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp
     SELECT COALESCE((SELECT dagq.owned_by(d.owner, dagq.caller()) FROM dagq.dag d
                       WHERE d.dag_id = p_dag_id), true)
 $$;
+
+-- the policies below run with the writer's rights
+GRANT EXECUTE ON FUNCTION dagq.may_author(text) TO dagq_author;
 
 ALTER TABLE dagq.dag ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dagq.task ENABLE ROW LEVEL SECURITY;
@@ -318,5 +322,6 @@ $$;
 
 -- What the views call runs with the viewer's rights: the pure helpers.
 GRANT EXECUTE ON FUNCTION dagq.rule_verdict(text, int, int, int, int), dagq.caller(),
-    dagq.owned_by(name, name), dagq.cron_check(text), dagq.name_ok(text), dagq.group_name_ok(text)
+    dagq.owned_by(name, name), dagq.cron_check(text), dagq.name_ok(text), dagq.group_name_ok(text),
+    dagq.date_problem(text, timestamptz), dagq.json_problem(text, jsonb)
     TO dagq_viewer, dagq_worker;

@@ -41,13 +41,28 @@ assert_le() { # a b what  (integers: a <= b)
 start() {
     local name=$1 prog=$2
     shift 2
-    ${TEST_PREFIX:-} "$T_BIN/$prog" "$@" >>"$T_CASE/$name.log" 2>&1 &
+    # a dagq program gets its own settings only: the harness's other URLs
+    # hold passwords its tasks must not inherit
+    env -u T_SCHED_DB_URL -u T_WORKER_DB_URL -u T_OPERATOR_DB_URL -u T_VIEWER_DB_URL \
+        -u T_AUTHOR_DB_URL -u REDIS_URL -u REDIS_PASSWORD -u T_SECRET \
+        ${TEST_PREFIX:-} "$T_BIN/$prog" "$@" >>"$T_CASE/$name.log" 2>&1 &
     P_PID[$name]=$!
     T_PIDS+=($!)
 }
 
-start_scheduler() { local n=$1; shift; start "$n" dagq-scheduler --poll-interval-ms 250 "$@"; }
-start_worker() { local n=$1; shift; start "$n" dagq-worker --name "$n" --heartbeat-interval 1 "$@"; }
+# The scheduler and the workers connect as their least-privilege login roles
+# (T_SCHED_DB_URL, T_WORKER_DB_URL: members of dagq_scheduler and dagq_worker
+# only); a case that points them at another database sets those.
+start_scheduler() {
+    local n=$1
+    shift
+    DAGQ_DATABASE_URL=${T_SCHED_DB_URL:-$DAGQ_DATABASE_URL} start "$n" dagq-scheduler --poll-interval-ms 250 "$@"
+}
+start_worker() {
+    local n=$1
+    shift
+    DAGQ_DATABASE_URL=${T_WORKER_DB_URL:-$DAGQ_DATABASE_URL} start "$n" dagq-worker --name "$n" --heartbeat-interval 1 "$@"
+}
 
 # stop NAME: SIGTERM and wait (a program that does not exit in 30 s is a failure)
 stop() {
@@ -127,6 +142,11 @@ check_logs() {
         if [ -n "$lines" ]; then
             fail "unexpected level=error in $name.log ($(wc -l <<<"$lines") lines; expect_log_errors declares the expected ones):"
             head -10 <<<"$lines" | sed 's/^/      /' >&2
+        fi
+        # every password of the run is made of $T_SECRET: none may be logged
+        if [ -n "${T_SECRET:-}" ] && grep -qF -- "$T_SECRET" "$f"; then
+            fail "a password is in $name.log:"
+            grep -nF -- "$T_SECRET" "$f" | head -5 | sed "s/$T_SECRET/<the secret>/g" >&2
         fi
     done
 }

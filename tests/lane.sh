@@ -94,7 +94,7 @@ lane_need() {
     redis)
         if [ -z "${REDIS_URL:-}" ]; then
             redis_start 2>>"$NEED_ERR" || { echo "lane $lane: cannot start Redis" >>"$NEED_ERR"; return 1; }
-        elif ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+        elif ! redis_cli ping >/dev/null 2>&1; then
             t_log "lane $lane: Redis is down after the last case; restarting it"
             redis_restart 2>>"$NEED_ERR" || { echo "lane $lane: cannot restart Redis" >>"$NEED_ERR"; return 1; }
         fi
@@ -159,6 +159,12 @@ lane_case() {
         export DAGQ_REDIS_PREFIX="t$n:" DAGQ_KAFKA_TOPIC_PREFIX="t$n."
         if [ "$b" = redis ]; then export DAGQ_BROKER_URL=$REDIS_URL; else export DAGQ_BROKER_URL=$KAFKA_URL; fi
         "$T_BIN/dagq" db migrate >"$T_CASE/migrate.log" 2>&1 || { cat "$T_CASE/migrate.log"; exit 1; }
+        # the programs connect as least-privilege login roles, never as
+        # the superuser the case sets up with
+        pg_login_roles || { echo "cannot create the login roles"; exit 1; }
+        export T_SCHED_DB_URL=$(role_url scheduler "$db") T_WORKER_DB_URL=$(role_url worker "$db")
+        export T_OPERATOR_DB_URL=$(role_url operator "$db") T_VIEWER_DB_URL=$(role_url viewer "$db")
+        export T_AUTHOR_DB_URL=$(role_url author "$db")
         . "$f"
         "$c"
         stop_all

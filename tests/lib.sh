@@ -93,11 +93,52 @@ max_connections = 200
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 CONF
+    # the superuser the tests set up with needs no password; every other
+    # role (the programs' login roles) authenticates with one
+    cat >"$PG_DIR/data/pg_hba.conf" <<HBA
+local all all trust
+host all dagq 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+HBA
     pg_as "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start >/dev/null ||
         { cat "$PG_DIR/server.log" >&2; return 1; }
     PG_BIN=$bin
-    export PG_PORT PG_DIR PG_BIN
+    : "${T_SECRET:=$(t_secret)}"
+    export PG_PORT PG_DIR PG_BIN T_SECRET
     export PG_ADMIN_URL="postgresql://dagq@127.0.0.1:$PG_PORT/postgres"
+}
+
+# A random word the passwords of a test run are made of (every log is
+# searched for it at the end of each case: no secret may reach a log).
+t_secret() { python3 -c 'import secrets; print("pw" + secrets.token_hex(10))'; }
+
+# The login roles the programs use, one per program, each a member of its
+# dagq_* group role only (created by `dagq db migrate`, cluster-wide), with
+# passwords made of $T_SECRET. Idempotent.
+pg_login_roles() {
+    psql -X -q -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" >/dev/null <<SQL
+DO \$\$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT * FROM (VALUES ('t_scheduler', 'dagq_scheduler'), ('t_worker', 'dagq_worker'),
+                                   ('t_operator', 'dagq_operator'), ('t_viewer', 'dagq_viewer'),
+                                   ('t_author', 'dagq_author')) AS x(login, grp) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.login) THEN
+            EXECUTE format('CREATE ROLE %I LOGIN IN ROLE %I', r.login, r.grp);
+        END IF;
+        EXECUTE format('ALTER ROLE %I PASSWORD %L', r.login, r.login || '-$T_SECRET');
+    END LOOP;
+END
+\$\$;
+SQL
+}
+
+# role_url ROLE URL: the superuser URL of a database as the login role
+# t_ROLE with its password
+role_url() {
+    local role=$1 url=$2
+    echo "${url/\/\/dagq@/\/\/t_$role:t_$role-$T_SECRET@}"
 }
 
 pg_stop() {
@@ -126,20 +167,28 @@ redis__launch() {
     rm -f "$REDIS_DIR/pid"
     setsid -f bash -c 'echo $$ >"$0/pid" && exec "$@"' "$REDIS_DIR" \
         redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save '' \
-        --appendonly yes --appendfsync everysec --daemonize no \
+        --appendonly yes --appendfsync everysec --daemonize no --requirepass "$REDIS_PASSWORD" \
         >>"$REDIS_DIR/server.log" 2>&1 </dev/null
     t_wait_for test -s "$REDIS_DIR/pid" || return 1
     REDIS_PID=$(cat "$REDIS_DIR/pid")
-    t_wait_for redis-cli -p "$REDIS_PORT" ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
+    t_wait_for redis_cli ping || { cat "$REDIS_DIR/server.log" >&2; return 1; }
+}
+
+# redis_cli ARGS...: redis-cli on the test run's Redis, with its password
+# (REDIS_CLI_PORT: another port, a proxy's)
+redis_cli() {
+    REDISCLI_AUTH=$REDIS_PASSWORD redis-cli --no-auth-warning -p "${REDIS_CLI_PORT:-$REDIS_PORT}" "$@"
 }
 
 redis_start() {
     REDIS_PORT=$(t_free_port) || return 1
     REDIS_DIR="$T_ROOT/redis"
     mkdir -p "$REDIS_DIR"
-    export REDIS_PORT REDIS_DIR
+    : "${T_SECRET:=$(t_secret)}"
+    REDIS_PASSWORD="redis-$T_SECRET"
+    export REDIS_PORT REDIS_DIR REDIS_PASSWORD T_SECRET
     redis__launch || return 1
-    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    export REDIS_URL="redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT/0"
 }
 
 # The pid of this test run's Redis, checked against the process's working

@@ -153,7 +153,7 @@ SQL
 duplicate_first_message() {
     local group=$1
     if [ "$T_BROKER" = redis ]; then
-        redis-cli -p "$REDIS_PORT" EVAL "local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+        redis_cli EVAL "local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
             return redis.call('XADD', KEYS[1], '*', 'm', e[1][2][2])" 1 "${DAGQ_REDIS_PREFIX}queue:$group" >/dev/null
     else
         local b=${KAFKA_URL#kafka://}
@@ -164,7 +164,7 @@ duplicate_first_message() {
 
 push_raw() { # group payload
     if [ "$T_BROKER" = redis ]; then
-        redis-cli -p "$REDIS_PORT" XADD "${DAGQ_REDIS_PREFIX}queue:$1" '*' m "$2" >/dev/null
+        redis_cli XADD "${DAGQ_REDIS_PREFIX}queue:$1" '*' m "$2" >/dev/null
     else
         printf '%s' "$2" >"$T_CASE/raw.bin"
         kcat -b "${KAFKA_URL#kafka://}" -P -t "${DAGQ_KAFKA_TOPIC_PREFIX}$1" "$T_CASE/raw.bin"
@@ -173,7 +173,7 @@ push_raw() { # group payload
 
 dead_letters() {
     if [ "$T_BROKER" = redis ]; then
-        redis-cli -p "$REDIS_PORT" XRANGE "${DAGQ_REDIS_PREFIX}dead-letter" - +
+        redis_cli XRANGE "${DAGQ_REDIS_PREFIX}dead-letter" - +
     else
         kcat -b "${KAFKA_URL#kafka://}" -C -t "${DAGQ_KAFKA_TOPIC_PREFIX}dead-letter" -o beginning -e \
             -f 'headers=%h value=%s\n' 2>/dev/null

@@ -292,7 +292,9 @@ start_service() {
     mapfile -t cmd < <(compose_query "$svc" command)
     mapfile -t envs < <(compose_query "$svc" env | grep -vE '^DAGQ_(DATABASE_URL|BROKER_URL|HTTP_PORT)=')
     [ -n "$port" ] && envs+=("DAGQ_HTTP_PORT=$port")
-    envs+=("DAGQ_DATABASE_URL=$DAGQ_DATABASE_URL" "DAGQ_BROKER_URL=$DAGQ_BROKER_URL"
+    local url=$DAGQ_DATABASE_URL # the migrate job owns the schema; the daemons run as their roles
+    case $svc in scheduler*) url=$T_SCHED_DB_URL ;; worker*) url=$T_WORKER_DB_URL ;; esac
+    envs+=("DAGQ_DATABASE_URL=$url" "DAGQ_BROKER_URL=$DAGQ_BROKER_URL"
         "DAGQ_REDIS_PREFIX=$DAGQ_REDIS_PREFIX" "DAGQ_KAFKA_TOPIC_PREFIX=$DAGQ_KAFKA_TOPIC_PREFIX")
     env -i PATH="$PATH" HOME="${HOME:-/tmp}" ASAN_OPTIONS="$ASAN_OPTIONS" \
         UBSAN_OPTIONS="$UBSAN_OPTIONS" LSAN_OPTIONS="$LSAN_OPTIONS" "${envs[@]}" \

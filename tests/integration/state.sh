@@ -286,8 +286,8 @@ SQL
         pp=$(t_free_port)
         python3 "$T_REPO/tests/stallproxy.py" "$pp" "$REDIS_PORT" "$T_CASE/stall.ctl" &
         T_PIDS+=($!)
-        T_WAIT=10 t_wait_for redis-cli -p "$pp" ping
-        DAGQ_BROKER_URL="redis://127.0.0.1:$pp/0" start_worker w1 --slots 2
+        T_WAIT=10 REDIS_CLI_PORT=$pp t_wait_for redis_cli ping
+        DAGQ_BROKER_URL="redis://:$REDIS_PASSWORD@127.0.0.1:$pp/0" start_worker w1 --slots 2
         rl=$(sql "SELECT dagq.trigger_dag('long')")
         wait_log w1 'msg="try started"' 30
         sleep 0.5
@@ -333,7 +333,7 @@ SQL
     sleep 6 # several queued timeouts
     local n
     if [ "$T_BROKER" = redis ]; then
-        n=$(redis-cli -p "$REDIS_PORT" XLEN "${DAGQ_REDIS_PREFIX}queue:nobody")
+        n=$(redis_cli XLEN "${DAGQ_REDIS_PREFIX}queue:nobody")
     else
         n=$(kcat -b "${KAFKA_URL#kafka://}" -C -t "${DAGQ_KAFKA_TOPIC_PREFIX}nobody" -o beginning -e -q \
             -f '%o\n' 2>/dev/null | wc -l)
@@ -464,8 +464,8 @@ SQL
         fail "migrate: $(cat "$T_CASE/upgrade.out")"
     assert_contains "$(psql -X -At "$db" -c "SELECT parked_reason FROM dagq.dag WHERE dag_id = 'bad'")" \
         "end_date infinity" "a bad row is parked by the upgrade"
-    DAGQ_DATABASE_URL=$db start_scheduler sched
-    DAGQ_DATABASE_URL=$db start_worker w1
+    T_SCHED_DB_URL=$(role_url scheduler "$db") start_scheduler sched
+    T_WORKER_DB_URL=$(role_url worker "$db") start_worker w1
     local st deadline=$((SECONDS + 30))
     while ((SECONDS < deadline)); do
         st=$(psql -X -At "$db" -c "SELECT state FROM dagq.dag_run WHERE run_id = 1")
