@@ -21,6 +21,8 @@ struct db {
     int nlisten, caplisten;
     char **listen; /* channels, each once */
     char sqlstate[6];
+    char *watched; /* a payload db_take_watched reports */
+    int watched_seen;
 };
 
 /* Appends a copy of s to a growing array of strings. */
@@ -74,6 +76,7 @@ void db_free(db *d)
     mem_free(d->conninfo);
     mem_free(d->appname);
     mem_free(d->session_sql);
+    mem_free(d->watched);
     mem_free(d);
 }
 
@@ -421,7 +424,22 @@ int db_drain_notifies(db *d)
     PGnotify *nt;
     while ((nt = PQnotifies(d->conn)) != NULL) {
         n++;
+        if (d->watched && nt->extra && !strcmp(nt->extra, d->watched))
+            d->watched_seen = 1;
         PQfreemem(nt);
     }
     return n;
+}
+
+void db_watch_payload(db *d, const char *payload)
+{
+    mem_free(d->watched);
+    d->watched = mem_strdup(payload);
+}
+
+int db_take_watched(db *d)
+{
+    int seen = d->watched_seen;
+    d->watched_seen = 0;
+    return seen;
 }

@@ -57,6 +57,12 @@ int db_socket(const db *d);
  * discarded: the scheduler only needs to know it should look), or DB_ECONN. */
 int db_drain_notifies(db *d);
 
+/* Remembers whether a notification with this payload arrives (copied; one
+ * payload per db). db_take_watched says whether one came since it was last
+ * asked, and forgets it. */
+void db_watch_payload(db *d, const char *payload);
+int db_take_watched(db *d);
+
 /* SQLSTATE of the last DB_EQUERY ("" when none). */
 const char *db_sqlstate(const db *d);
 

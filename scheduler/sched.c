@@ -26,10 +26,11 @@ struct sched {
     sched_stats stats;
     double connected_at; /* monotonic seconds of the last (re)connect */
     double last_housekeeping, last_missing, last_prune;
-    int repushed_once; /* the startup re-push has been done */
-    int want_create;   /* a run ended: look for due runs at once */
-    double next_due;   /* monotonic time a retry or a schedule comes due; 0: none */
-    msg_task *pending; /* committed, not yet pushed */
+    int repushed_once;     /* the startup re-push has been done */
+    int want_create;       /* a run ended: look for due runs at once */
+    double next_dag_due;   /* monotonic time a schedule comes due; 0: none */
+    double next_retry_due; /* monotonic time a retry comes due; 0: none */
+    msg_task *pending;     /* committed, not yet pushed */
     int npending, cappending;
     char last_error[1024];
 };
@@ -61,6 +62,11 @@ void sched_db_connected(sched *s)
     s->connected_at = clock_now_s();
 }
 
+void sched_want_create(sched *s)
+{
+    s->want_create = 1;
+}
+
 const sched_stats *sched_get_stats(const sched *s)
 {
     return &s->stats;
@@ -73,9 +79,12 @@ const char *sched_last_error(const sched *s)
 
 int sched_wait_ms(const sched *s, int poll_ms)
 {
-    if (!s || !s->next_due)
+    double due = s ? s->next_dag_due : 0;
+    if (s && s->next_retry_due && (!due || s->next_retry_due < due))
+        due = s->next_retry_due;
+    if (!due)
         return poll_ms;
-    double ms = (s->next_due - clock_now_s()) * 1000.0 + 1.0;
+    double ms = (due - clock_now_s()) * 1000.0 + 1.0;
     if (ms < 0)
         return 0;
     return ms < poll_ms ? (int)ms : poll_ms;
@@ -205,24 +214,50 @@ static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
     return 0;
 }
 
-/* When the next retry or schedule comes due (the ones already due wait for
- * a freed slot, which wakes the scheduler by itself). */
-static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
+/* When the next retry comes due (the ones already due wait for a freed
+ * slot, which wakes the scheduler by itself). Cheap (one index probe): read
+ * after every pass, since any task's end may have set one. */
+static int sched_next_retry(sched *s, double t0, char *err, size_t errlen)
 {
     PGresult *r;
-    int rc = db_query(
-        s->d, "sched_next_due",
-        "SELECT extract(epoch FROM LEAST("
-        " (SELECT min(t.next_retry_at) FROM dagq.task_instance t"
-        "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
-        " (SELECT min(d.next_dagrun_end) FROM dagq.dag d"
-        "   WHERE d.schedule IS NOT NULL AND NOT d.is_paused AND d.parked_reason IS NULL"
-        "     AND d.next_dagrun_end > clock_timestamp() AND d.next_dagrun_end < 'infinity'))"
-        " - clock_timestamp())::float8",
-        0, NULL, &r, err, errlen);
+    int rc = db_query(s->d, "sched_next_retry",
+                      "SELECT extract(epoch FROM min(t.next_retry_at) - clock_timestamp())::float8"
+                      " FROM dagq.task_instance t"
+                      " WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()",
+                      0, NULL, &r, err, errlen);
     if (rc)
         return rc;
-    s->next_due = PQgetisnull(r, 0, 0) ? 0 : t0 + atof(PQgetvalue(r, 0, 0));
+    s->next_retry_due = PQgetisnull(r, 0, 0) ? 0 : t0 + atof(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* When the next schedule comes due: the soonest next interval end of a
+ * scheduled DAG that could get a run (not paused, parked or at its
+ * max_active_runs; one not computed yet is due now). Read in the passes
+ * that create runs (at most about once a second), and when a DAG changes. */
+static int sched_next_dag(sched *s, double t0, char *err, size_t errlen)
+{
+    PGresult *r;
+    int rc =
+        db_query(s->d, "sched_next_dag",
+                 "SELECT bool_or(d.next_dagrun_end IS NULL),"
+                 "       extract(epoch FROM min(d.next_dagrun_end) - clock_timestamp())::float8"
+                 " FROM dagq.dag d"
+                 " WHERE d.schedule IS NOT NULL AND NOT d.is_paused AND d.parked_reason IS NULL"
+                 "   AND (d.next_dagrun_end IS NULL OR d.next_dagrun_end < 'infinity')"
+                 "   AND (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = d.dag_id"
+                 "         AND x.state IN ('queued', 'running')) < d.max_active_runs",
+                 0, NULL, &r, err, errlen);
+    if (rc)
+        return rc;
+    /* a DAG whose next interval is not computed yet is due now */
+    int uncomputed = !PQgetisnull(r, 0, 0) && PQgetvalue(r, 0, 0)[0] == 't';
+    double in = PQgetisnull(r, 0, 1) ? -1 : atof(PQgetvalue(r, 0, 1));
+    if (uncomputed)
+        s->next_dag_due = t0;
+    else
+        s->next_dag_due = PQgetisnull(r, 0, 1) ? 0 : t0 + (in > 0 ? in : 0);
     PQclear(r);
     return 0;
 }
@@ -269,7 +304,11 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
 {
     int rc, n, full = 0, finished = 0;
     long long tis;
-    int create = housekeeping || s->want_create || (s->next_due && t0 >= s->next_due);
+    /* a wake may come a hair before the due time the database computed */
+    int create =
+        housekeeping || s->want_create || (s->next_dag_due && t0 + 0.01 >= s->next_dag_due);
+    log_debug("pass", "housekeeping=%d create=%d want=%d next_dag_due_in=%.3f", housekeeping,
+              create, s->want_create, s->next_dag_due ? s->next_dag_due - t0 : -1.0);
     if (create && (rc = runs_create(s->d, s->conf.metrics, &n, err, errlen)))
         return rc;
     if (housekeeping && (rc = sched_housekeeping(s, t0, err, errlen)))
@@ -280,7 +319,9 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
         return rc;
     if ((rc = sched_finish_runs(s, &finished, err, errlen)))
         return rc;
-    if ((rc = sched_next_due(s, t0, err, errlen)))
+    if ((rc = sched_next_retry(s, t0, err, errlen)))
+        return rc;
+    if (create && (rc = sched_next_dag(s, t0, err, errlen)))
         return rc;
     s->want_create = finished > 0;
     *more = full || finished > 0 || n >= SCHED_START_MAX;

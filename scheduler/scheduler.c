@@ -116,6 +116,8 @@ static void scheduler_step(scheduler *x)
     }
     x->q_attempt = 0;
     scheduler_wait(x->d, rc < 0 ? 1000 : sched_wait_ms(x->s, x->conf->poll_interval_ms));
+    if (db_take_watched(x->d))
+        sched_want_create(x->s);
 }
 
 int scheduler_run(const scheduler_conf *conf, volatile sig_atomic_t *stop,
@@ -124,6 +126,7 @@ int scheduler_run(const scheduler_conf *conf, volatile sig_atomic_t *stop,
     scheduler x = {.conf = conf, .db_was_down = 1, .stop = stop};
     queue_url_redact(conf->queue->broker_url, x.broker, sizeof x.broker);
     x.d = db_new(conf->database_url, "dagq-scheduler");
+    db_watch_payload(x.d, "dag"); /* a DAG defined or changed: look for runs to create */
     /* a row someone holds in an open transaction must not stall a pass for
      * long: the statement fails, the pass rolls back and tries again (its
      * set-wise steps skip locked rows and never wait) */

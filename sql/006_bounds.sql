@@ -112,6 +112,7 @@ BEGIN
     ELSE
         NEW.next_dagrun_start := NULL;
         NEW.next_dagrun_end := NULL;
+        PERFORM pg_notify('dagq', 'dag'); -- a new schedule to look at
     END IF;
     RETURN NEW;
 END;

@@ -181,3 +181,40 @@ SQL
     userdel "$u"
     userdel "$w"
 }
+
+# The issue's own attack: an operator triggers with a conf that would run
+# commands and print the worker's credentials if it were pasted into the
+# shell. The task prints the value literally (compared byte for byte with
+# the conf, in SQL); nothing else runs. A conf value is never pasted raw.
+case_a_triggers_conf_never_becomes_shell() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, owner, params) VALUES ('inj', NULL, '{"table": "sales", "flags": "-v"}');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES
+  ('inj', 'load', 'printf "loading %s\n" {{ params.table }}; printf "quoted %s\n" "{{ params.table }}"; printf "env %s\n" "$DAGQ_PARAM_TABLE"'),
+  ('inj', 'flags', 'echo {{ params.flags | raw }} ok');
+SQL
+    start_stack 1
+    local conf run
+    # the value from the issue, then every shell metacharacter, quotes,
+    # newlines, $(), backquotes and bytes that are not plain text
+    for conf in '{"table": "x; id; tr \"\\000\" \"\\n\" < /proc/$PPID/environ | grep ^PG"}' \
+        '{"table": "a'"'"'b\"c`id`$(id)${HOME}$((1+1)) ; | & > '"$T_CASE"'/pwned < * ? [ ] ~ # ! \\ \n newline -e"}' \
+        '{"table": "\u0001\u00e9\u00ff\t end '"'"'"}'; do
+        run=$(DAGQ_DATABASE_URL=$T_OPERATOR_DB_URL "$T_BIN/dagq" trigger inj --conf "$conf") ||
+            { fail "triggering with $conf"; continue; }
+        assert_eq success "$(wait_run "$run" 30)" "the run with conf $conf"
+        assert_eq t "$(sql "SELECT l.output = format(E'loading %s\nquoted %s\nenv %s\n', v, v, v)
+            FROM dagq.dag_run r, dagq.task_instance i, dagq.task_log l, LATERAL (SELECT r.conf->>'table') x(v)
+            WHERE r.run_id = $run AND i.run_id = r.run_id AND i.task_id = 'load' AND l.ti_id = i.ti_id")" \
+            "the value was printed literally, three ways ($conf)"
+    done
+    [ -e "$T_CASE/pwned" ] && fail "a redirection in the conf created a file"
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.task_log WHERE output ~ 'uid=|PGPASS|PGHOST'")" "nothing else ran"
+    # a param the conf sets is never pasted raw, whoever triggers
+    run=$(sql "SELECT dagq.trigger_dag('inj', '{\"flags\": \"-v; id\"}')")
+    assert_eq failed "$(wait_run "$run" 30)" "raw of a conf value fails the run"
+    assert_contains "$(sql "SELECT note FROM dagq.task_instance WHERE run_id = $run AND task_id = 'flags'")" \
+        "template error" "with a note naming the problem"
+    assert_eq "" "$(sql "SELECT output FROM dagq.task_log l JOIN dagq.task_instance i USING (ti_id)
+        WHERE i.run_id = $run AND i.task_id = 'flags'")" "and nothing ran"
+}

@@ -536,7 +536,7 @@ INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('soon', 't', 'true');
 UPDATE dagq.dag SET next_dagrun_start = now() - interval '1 minute',
                     next_dagrun_end = now() + interval '3 seconds' WHERE dag_id = 'soon';
 SQL
-    sql "SELECT pg_notify('dagq', 'test')" >/dev/null # the scheduler reads the new due time
+    sql "SELECT pg_notify('dagq', 'dag')" >/dev/null # as an edit of the DAG would: the scheduler reads the new due time
     t0=$SECONDS
     wait_until 15 "SELECT count(*) >= 1 FROM dagq.dag_run WHERE dag_id = 'soon' AND state = 'success'" t
     assert_le $((SECONDS - t0)) 7 "seconds until the run of a schedule due in 3 s"
