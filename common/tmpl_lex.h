@@ -92,7 +92,8 @@ void tmpl__fail_ph(lex *L, int i, const char *why);
 /* The element at pos as the current context reads it; *next is just after
  * it. bnl: skip backslash-newline pairs first (not for the character a
  * backslash escapes). Inside `...` this also undoes the backquote's escapes:
- * \\ and \$ read as \ and $. A byte, a placeholder (>= TMPL_PH) or an R_*. */
+ * \\ and \$ read as \ and $. A byte, a placeholder (>= TMPL_PH) or an R_*;
+ * for R_BS_PH *next is the position of the placeholder. */
 int tmpl__peek(const lex *L, size_t pos, size_t *next, int bnl);
 
 /* Copies command text [L->pos, next) to the output. */

@@ -63,7 +63,7 @@ static int lex_eats_bnl(const lex *L)
 /* The element at pos as the current context reads it; *next is just after
  * it. bnl: skip backslash-newline pairs first (not for the character a
  * backslash escapes). Inside `...` this also undoes the backquote's escapes:
- * \\ and \$ read as \ and $. */
+ * \\ and \$ read as \ and $. For R_BS_PH *next is the placeholder's position. */
 int tmpl__peek(const lex *L, size_t pos, size_t *next, int bnl)
 {
     const tmpl_seq *s = L->s;
@@ -497,7 +497,7 @@ static void lex_run(lex *L)
         if (c == R_UNSURE)
             tmpl__unsure(L, "\\` or \\\" inside backquotes");
         else if (c == R_BS_PH)
-            tmpl__fail_ph(L, L->s->el[L->pos + 1] - TMPL_PH,
+            tmpl__fail_ph(L, L->s->el[next] - TMPL_PH, /* not L->pos + 1: \<newline> */
                           "it stands right after a backslash that would escape it");
         else if (c == '\n' && L->hd_frame >= 0 && L->top != L->hd_frame)
             tmpl__unsure(L, "a newline inside $( ), backquotes or ${ } in a here-document");
