@@ -55,21 +55,21 @@ struct http_server {
 
 /* ---- the address ---- */
 
-/* bind as the sockaddr to listen on, or -1 with the reason. */
-static int http_addr(const char *bind, int port, struct sockaddr_storage *ss, int *v6, int *any,
+/* The address text as the sockaddr to listen on, or -1 with the reason. */
+static int http_addr(const char *text, int port, struct sockaddr_storage *ss, int *v6, int *any,
                      char *errbuf, size_t errlen)
 {
     char a[INET6_ADDRSTRLEN + IF_NAMESIZE + 8], q[80];
-    size_t n = strlen(bind);
-    if (n >= 2 && bind[0] == '[' && bind[n - 1] == ']') {
-        bind++;
+    size_t n = strlen(text);
+    if (n >= 2 && text[0] == '[' && text[n - 1] == ']') {
+        text++;
         n -= 2;
     }
     memset(ss, 0, sizeof *ss);
-    *v6 = memchr(bind, ':', n) != NULL;
+    *v6 = memchr(text, ':', n) != NULL;
     int ok = n > 0 && n < sizeof a;
     if (ok) {
-        memcpy(a, bind, n);
+        memcpy(a, text, n);
         a[n] = '\0';
     }
     if (ok && !*v6) {
@@ -92,10 +92,10 @@ static int http_addr(const char *bind, int port, struct sockaddr_storage *ss, in
     }
     if (!ok) {
         errbuf_printf(errbuf, errlen,
-                      "HTTP address \"%s\" (--http-bind) is not an IPv4 or IPv6 address: write "
+                      "HTTP address \"%s\" (--http-text) is not an IPv4 or IPv6 address: write "
                       "one such as 0.0.0.0 (every IPv4 address), :: (every address), 127.0.0.1 "
                       "or ::1",
-                      log_quote(bind, q, sizeof q));
+                      log_quote(text, q, sizeof q));
         return -1;
     }
     return 0;
@@ -363,15 +363,15 @@ static void http_free(http_server *h)
     mem_free(h);
 }
 
-int http_start(const char *bind, int port, metrics *m, double health_timeout_s, http_server **out,
-               char *errbuf, size_t errlen)
+int http_start(const char *bind_addr, int port, metrics *m, double health_timeout_s,
+               http_server **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
-    if (!bind || !*bind)
-        bind = HTTP_BIND_DEFAULT;
+    if (!bind_addr || !*bind_addr)
+        bind_addr = HTTP_BIND_DEFAULT;
     struct sockaddr_storage ss;
     int v6 = 0, any = 0;
-    if (http_addr(bind, port, &ss, &v6, &any, errbuf, errlen))
+    if (http_addr(bind_addr, port, &ss, &v6, &any, errbuf, errlen))
         return -1;
     char addr[INET6_ADDRSTRLEN + IF_NAMESIZE + 8], shown[sizeof addr + 16];
     if (getnameinfo((struct sockaddr *)&ss,

@@ -46,14 +46,14 @@
 
 typedef struct http_server http_server; /* opaque */
 
-/* Listens on bind, a numeric IPv4 or IPv6 address (brackets allowed around
+/* Listens on bind_addr, a numeric IPv4 or IPv6 address (brackets allowed around
  * IPv6, "[::1]", and a scope, "fe80::1%eth0"; "::" is every IPv6 and IPv4
  * address; NULL or "": HTTP_BIND_DEFAULT) and port. m is borrowed: it must
  * outlive the server. Returns 0 and *out, or -1 with the reason in errbuf
  * (naming the address and port: not an address of this machine, in use, not
  * permitted, ...) and *out NULL. */
-int http_start(const char *bind, int port, metrics *m, double health_timeout_s, http_server **out,
-               char *errbuf, size_t errlen);
+int http_start(const char *bind_addr, int port, metrics *m, double health_timeout_s,
+               http_server **out, char *errbuf, size_t errlen);
 
 /* Stops the server's threads, closes its sockets and frees. NULL does
  * nothing. */
