@@ -1,16 +1,17 @@
 /* daemon — what dagq-scheduler and dagq-worker share in their configuration:
- * the metastore, the broker, the HTTP endpoints and the log level. Each
+ * the metastore, the broker, the HTTP endpoints (http.h) and the log level. Each
  * program splices DAEMON_OPTIONS(&its daemon_opts) into its own option
  * table (config.h) and builds its queue_conf with daemon_queue_conf. */
 #ifndef DAGQ_DAEMON_H
 #define DAGQ_DAEMON_H
 
 #include "config.h"
+#include "http.h"
 #include "queue.h"
 
 typedef struct daemon_opts {
     char *database_url, *broker_url, *log_level, *redis_prefix, *kafka_topic_prefix;
-    char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_server_name;
+    char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_server_name, *http_bind;
     long long kafka_partitions, kafka_replication, http_port, health_timeout;
     config_list kafka_conf;
 } daemon_opts;
@@ -58,6 +59,10 @@ typedef struct daemon_opts {
          &(o)->http_port,                                                                          \
          0,                                                                                        \
          65535},                                                                                   \
+        {"http-bind", CONFIG_STRING, HTTP_BIND_DEFAULT,                                            \
+         "address of --http-port: 0.0.0.0 every IPv4 address (containers), :: every address, "     \
+         "127.0.0.1 or ::1 this machine only, or one of its addresses",                            \
+         &(o)->http_bind},                                                                         \
         {"health-timeout",                                                                         \
          CONFIG_INT,                                                                               \
          "30",                                                                                     \

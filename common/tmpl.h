@@ -43,7 +43,8 @@
  *     that would escape it, right after `$` or `$NAME` (write `${NAME}`);
  *   - inside `$(( ))` anything but digits;
  *   - any value after text the lexer cannot classify with certainty: `$'`
- *     and `$"` outside double quotes (bash reads them as quotes), `$[`, `<<<`, `case` inside `$( )`, backquotes inside backquotes,
+ *     and `$"` outside double quotes (bash reads them as quotes), `$[`,
+ *     `<<<`, `case` inside `$( )`, backquotes inside backquotes,
  *     `\"` inside backquotes, quotes or backslashes inside `$(( ))` or
  *     `${...}`, a here-document inside `$( )` or backquotes, a newline inside
  *     `$( )` in a here-document, a backslash-newline in an unquoted

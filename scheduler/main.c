@@ -109,7 +109,8 @@ int main(int argc, char **argv)
     http_server *hs = NULL;
     if (dopt.http_port) {
         m = metrics_new("dagq-scheduler");
-        if (http_start((int)dopt.http_port, m, (double)dopt.health_timeout, &hs, err, sizeof err)) {
+        if (http_start(dopt.http_bind, (int)dopt.http_port, m, (double)dopt.health_timeout, &hs,
+                       err, sizeof err)) {
             fprintf(stderr, "dagq-scheduler: %s\n", err);
             metrics_free(m);
             config_free(options);

@@ -176,7 +176,8 @@ int main(int argc, char **argv)
     http_server *hs = NULL;
     if (dopt.http_port) {
         m = metrics_new("dagq-worker");
-        if (http_start((int)dopt.http_port, m, (double)dopt.health_timeout, &hs, err, sizeof err)) {
+        if (http_start(dopt.http_bind, (int)dopt.http_port, m, (double)dopt.health_timeout, &hs,
+                       err, sizeof err)) {
             fprintf(stderr, "dagq-worker: %s\n", err);
             metrics_free(m);
             config_free(options);

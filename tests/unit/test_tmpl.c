@@ -843,6 +843,12 @@ TEST(sh_refused_where_no_quoting_is_safe)
     expect_refused("printf %s \\{{ params.v }}", "a", "right after a backslash");
     expect_refused("printf %s \"\\{{ params.v }}\"", "a", "right after a backslash");
     expect_refused("printf %s `printf %s \\{{ params.v }}`", "a", "right after a backslash");
+    /* inside backquotes \<newline> goes first: the \ after it still escapes the
+     * value, and the error names that value (this read out of bounds once) */
+    expect_refused("printf %s `printf %s {{ params.p }} \\\n\\{{ params.v }}`", "a",
+                   "right after a backslash");
+    expect_refused("printf %s `printf %s \\\n\\\n\\{{ params.v }}`", "a",
+                   "right after a backslash");
     expect_refused("printf %s $(( {{ params.v }} + 1 ))", "1+$(id)", "only a value of digits");
     expect_refused("printf %s $(( {{ params.v }} + 1 ))", "x", "only a value of digits");
     expect_refused("printf %s $(( {{ params.v }} + 1 ))", "", "only a value of digits");
