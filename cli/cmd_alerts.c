@@ -50,8 +50,9 @@ int cmd_alerts(cmd_ctx *c)
         " ORDER BY e.event_id DESC, d.channel"
         " LIMIT $3::int";
     /* clang-format on */
-    static const char *headers[] = {"EVENT ID", "TIME",    "EVENT", "DAG",      "RUN", "TASK",
-                                    "TRY",      "CHANNEL", "STATE", "ATTEMPTS", "LAST ANSWER"};
+    static const char *headers[] = {"EVENT ID", "TIME",     "EVENT",      "DAG",
+                                    "RUN",      "TASK",     "TRY",        "CHANNEL",
+                                    "STATE",    "ATTEMPTS", "LAST ANSWER"};
     static const char align[] = "lllllllllrl";
     char lim[32];
     snprintf(lim, sizeof lim, "%lld", c->limit);

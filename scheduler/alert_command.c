@@ -68,8 +68,8 @@ static void alert_command_child(int in, int out, const char *command, char **env
 }
 
 typedef struct alert_io {
-    int in, out;           /* our ends: the child's stdin, its stdout+stderr */
-    const char *input;     /* what is left to write */
+    int in, out;       /* our ends: the child's stdin, its stdout+stderr */
+    const char *input; /* what is left to write */
     size_t left;
     char buf[ALERT_COMMAND_OUTPUT_MAX + 1];
     size_t got;
@@ -135,9 +135,9 @@ static void alert_command_answer(alert_io *io, int status, char *response, size_
         snprintf(response, rlen, "killed by signal %d", WTERMSIG(status));
 }
 
-int alert_command_run(const char *command, char **env, int nenv, const char *input,
-                      int timeout_ms, const volatile int *stop, char *response, size_t rlen,
-                      char *errbuf, size_t errlen)
+int alert_command_run(const char *command, char **env, int nenv, const char *input, int timeout_ms,
+                      const volatile int *stop, char *response, size_t rlen, char *errbuf,
+                      size_t errlen)
 {
     int inp[2], outp[2], nown = 0;
     response[0] = '\0';

@@ -14,8 +14,8 @@
 /* Returns ALERT_SEND_OK (exit 0), ALERT_SEND_FAILED (another exit, a signal,
  * the timeout) or ALERT_SEND_STOPPED. response gets "exit N: <the first
  * line of its output>", errbuf why it failed. */
-int alert_command_run(const char *command, char **env, int nenv, const char *input,
-                      int timeout_ms, const volatile int *stop, char *response, size_t rlen,
-                      char *errbuf, size_t errlen);
+int alert_command_run(const char *command, char **env, int nenv, const char *input, int timeout_ms,
+                      const volatile int *stop, char *response, size_t rlen, char *errbuf,
+                      size_t errlen);
 
 #endif

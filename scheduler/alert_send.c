@@ -145,8 +145,8 @@ static int alert_headers(alert_ctx *x, const char *ref, struct curl_slist **h, c
         line++;
         size_t nl = strspn(l, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-");
         if (nl == 0 || l[nl] != ':' || x->nsecrets + 1 >= ALERT_MAX_SECRETS) {
-            errbuf_printf(errbuf, errlen, "%s: line %d is not \"Name: value\" (or more than 32 lines)",
-                          ref, line);
+            errbuf_printf(errbuf, errlen,
+                          "%s: line %d is not \"Name: value\" (or more than 32 lines)", ref, line);
             return -1;
         }
         const char *v = l + nl + 1;
@@ -281,7 +281,8 @@ static int alert_smtp(alert_ctx *x, const alert_msg *m, char *response, size_t r
     alert_curl_common(e, x, m, cerr);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     curl_easy_setopt(e, CURLOPT_URL, c->smtp_url);
-    curl_easy_setopt(e, CURLOPT_USE_SSL, (long)(c->smtp_starttls ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+    curl_easy_setopt(e, CURLOPT_USE_SSL,
+                     (long)(c->smtp_starttls ? CURLUSESSL_ALL : CURLUSESSL_NONE));
     if (c->smtp_user) {
         curl_easy_setopt(e, CURLOPT_USERNAME, c->smtp_user);
         curl_easy_setopt(e, CURLOPT_PASSWORD, c->smtp_password ? c->smtp_password : "");

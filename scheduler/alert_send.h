@@ -30,8 +30,8 @@ typedef struct alert_send_conf {
     const char *smtp_url;    /* smtp://host[:port] or smtps://...; NULL: e-mail fails */
     const char *smtp_user;   /* NULL: no login */
     const char *smtp_password;
-    const char *smtp_from; /* the envelope sender and From: */
-    int smtp_starttls;     /* smtp://: 1 requires STARTTLS, 0 sends in the clear */
+    const char *smtp_from;    /* the envelope sender and From: */
+    int smtp_starttls;        /* smtp://: 1 requires STARTTLS, 0 sends in the clear */
     const volatile int *stop; /* a send under way is abandoned once *stop != 0 */
 } alert_send_conf;
 
@@ -40,8 +40,8 @@ typedef struct alert_msg {
     const char *event;
     long long event_id;
     int timeout_ms;
-    const char *body;  /* the request body, the e-mail, or the command's stdin */
-    char **env;        /* command: NAME=value strings, nenv of them */
+    const char *body; /* the request body, the e-mail, or the command's stdin */
+    char **env;       /* command: NAME=value strings, nenv of them */
     int nenv;
 } alert_msg;
 

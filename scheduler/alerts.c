@@ -102,15 +102,16 @@ static void alerts_result(alerts_thread *t, db *d, PGresult *c, int ok, const ch
                           const char *err, char *state, size_t len)
 {
     const char *p[6] = {PQgetvalue(c, 0, 0), PQgetvalue(c, 0, 1), ok ? "true" : "false",
-                        *resp ? resp : NULL, ok ? NULL : err, t->who};
+                        *resp ? resp : NULL, ok ? NULL : err,     t->who};
     char e[1024], q[1024];
     state[0] = '\0';
     for (int i = 0; i < ALERTS_RESULT_TRIES && !t->a->stop; i++) {
         if (alerts_connect(d, &t->a->stop))
             continue;
         PGresult *r;
-        int rc = db_query(d, "alert_result", "SELECT dagq.alert_result($1, $2::uuid, $3, $4, $5, $6)",
-                          6, p, &r, e, sizeof e);
+        int rc =
+            db_query(d, "alert_result", "SELECT dagq.alert_result($1, $2::uuid, $3, $4, $5, $6)", 6,
+                     p, &r, e, sizeof e);
         if (rc == DB_OK) {
             snprintf(state, len, "%s", PQgetisnull(r, 0, 0) ? "taken over" : PQgetvalue(r, 0, 0));
             PQclear(r);
@@ -197,8 +198,8 @@ static void alerts_send_claimed(alerts_thread *t, db *d, PGresult *c)
     if (rc == ALERT_SEND_STOPPED) {
         const char *p[2] = {PQgetvalue(c, 0, 0), PQgetvalue(c, 0, 1)};
         if (db_connected(d))
-            db_query(d, "alert_release", "SELECT dagq.alert_release($1, $2::uuid)", 2, p, NULL,
-                     err, sizeof err);
+            db_query(d, "alert_release", "SELECT dagq.alert_release($1, $2::uuid)", 2, p, NULL, err,
+                     sizeof err);
         log_info("alert send abandoned: stopping; handed back", "name=%s delivery=%s", t->who,
                  p[0]);
         return;
@@ -254,8 +255,8 @@ static void *alerts_thread_main(void *arg)
     return NULL;
 }
 
-alerts *alerts_start(const char *name, const char *database_url, const alerts_opts *o,
-                     metrics *m, char *errbuf, size_t errlen)
+alerts *alerts_start(const char *name, const char *database_url, const alerts_opts *o, metrics *m,
+                     char *errbuf, size_t errlen)
 {
     alerts *a = mem_calloc(1, sizeof *a);
     a->name = mem_strdup(name);

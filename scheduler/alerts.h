@@ -31,9 +31,13 @@ typedef struct alerts_opts {
 
 /* The option rows (config_option initialisers) for the fields of *o. */
 #define ALERTS_OPTIONS(o)                                                                          \
-    {"alert-threads", CONFIG_INT, "2",                                                             \
+    {"alert-threads",                                                                              \
+     CONFIG_INT,                                                                                   \
+     "2",                                                                                          \
      "threads delivering alerts (0: this scheduler sends none and detects no deadlines)",          \
-     &(o)->threads, 0, 64},                                                                        \
+     &(o)->threads,                                                                                \
+     0,                                                                                            \
+     64},                                                                                          \
         {"base-url", CONFIG_STRING, NULL,                                                          \
          "the web UI's address; alerts link to BASE_URL/runs/RUN_ID", &(o)->base_url},             \
         {"alert-secrets-dir", CONFIG_STRING, NULL,                                                 \
@@ -46,8 +50,7 @@ typedef struct alerts_opts {
          "e-mail alerts: smtp://host[:port] (STARTTLS, see --smtp-tls) or smtps://host[:port]",    \
          &(o)->smtp_url},                                                                          \
         {"smtp-tls", CONFIG_STRING, "starttls",                                                    \
-         "smtp://: starttls (required) or none (in the clear, no login allowed)",                  \
-         &(o)->smtp_tls},                                                                          \
+         "smtp://: starttls (required) or none (in the clear, no login allowed)", &(o)->smtp_tls}, \
         {"smtp-user", CONFIG_STRING, NULL, "SMTP login (unset: none)", &(o)->smtp_user},           \
         {"smtp-password", CONFIG_SECRET, NULL, "SMTP password", &(o)->smtp_password},              \
         {"smtp-from", CONFIG_STRING, NULL, "e-mail alerts' sender address", &(o)->smtp_from},      \
@@ -68,8 +71,8 @@ typedef struct alerts alerts; /* opaque */
  * in the metastore and logs (copied); database_url and o borrowed, they
  * must outlive alerts_stop; m may be NULL. Returns NULL with errbuf on
  * failure. */
-alerts *alerts_start(const char *name, const char *database_url, const alerts_opts *o,
-                     metrics *m, char *errbuf, size_t errlen);
+alerts *alerts_start(const char *name, const char *database_url, const alerts_opts *o, metrics *m,
+                     char *errbuf, size_t errlen);
 
 /* Stops the threads (a send under way is abandoned and handed back within
  * about a second) and frees a. NULL does nothing. */

@@ -4,7 +4,7 @@ the alert tests (aiosmtpd, from the private venv of tests/alerts/venv.sh).
 
 STARTTLS is required before anything else, and so is a login (AUTH PLAIN or
 LOGIN) as USER with PASSWORD. Each message is written to DIR/mail/N.eml, with
-the envelope in DIR/mail/N.json ({"from", "to", "tls", "user"}).
+the envelope in DIR/mail/N.json ({"from", "to", "tls", "authenticated"}).
 """
 import asyncio
 import json
@@ -29,7 +29,7 @@ class Handler:
         with open(os.path.join(DIR, "mail", "%d.json" % n), "w") as f:
             json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
                        "tls": session.ssl is not None,
-                       "user": getattr(session, "login_data", None) and USER}, f)
+                       "authenticated": bool(session.authenticated)}, f)
         return "250 Message accepted for delivery"
 
 

@@ -374,3 +374,184 @@ SQL
     assert_eq 2 "$(sql "SELECT count(*) FROM dagq.alert_delivery WHERE lease_until > clock_timestamp() AND state = 'pending'")" "both alert threads still held"
     assert_eq 0 "$(sql "SELECT count(*) FROM dagq.alert_delivery WHERE state = 'delivered'")" "nothing delivered meanwhile"
 }
+
+# e-mail: through a real SMTP server that requires STARTTLS and a login; the
+# message names the DAG, the run and the task in its subject and body; the
+# password (from a file) appears in no log and nowhere in the metastore.
+case_alert_email_names_the_dag_run_and_task() {
+    local py port pw=Sm7p-pa55word
+    py=$(bash "$T_REPO/tests/alerts/venv.sh") || { fail "cannot make the aiosmtpd venv"; return; }
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T_CASE/key.pem" -out "$T_CASE/cert.pem" -days 2 \
+        -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1
+    port=$(t_free_port)
+    mkdir -p "$T_CASE/smtp"
+    "$py" "$T_REPO/tests/alerts/smtpd.py" "$T_CASE/smtp" "$port" "$T_CASE/cert.pem" "$T_CASE/key.pem" alerts "$pw" \
+        >>"$T_CASE/smtp/out" 2>&1 &
+    T_WAIT=20 t_wait_for test -s "$T_CASE/smtp/smtpd.ready" || { fail "smtpd did not start: $(cat "$T_CASE/smtp/out")"; return; }
+    printf '%s\n' "$pw" >"$T_CASE/smtp.pw"
+    sqlf <<SQL
+INSERT INTO dagq.dag (dag_id) VALUES ('etl_orders');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('etl_orders', 'load_orders', 'echo "déjà: orders table missing"; exit 2');
+INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('mail', 'email', 'oncall@example.com, dwh@example.com');
+INSERT INTO dagq.alert_rule (channel, events) VALUES ('mail', '{task_failed}');
+SQL
+    alert_scheduler sched --smtp-url "smtp://127.0.0.1:$port" --smtp-user alerts --smtp-password-file "$T_CASE/smtp.pw" \
+        --smtp-from dagq@example.com --alert-ca-file "$T_CASE/cert.pem"
+    alert_worker w1
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('etl_orders')")
+    wait_run "$run" 30 >/dev/null
+    T_WAIT=30 t_wait_for test -s "$T_CASE/smtp/mail/1.json" || { fail "no mail arrived"; return; }
+    local got
+    got=$(python3 - "$T_CASE/smtp/mail" <<'PY'
+import email, email.policy, json, sys
+d = sys.argv[1]
+env = json.load(open(d + "/1.json"))
+m = email.message_from_bytes(open(d + "/1.eml", "rb").read(), policy=email.policy.default)
+print(env["tls"], env["authenticated"], env["from"], ",".join(sorted(env["to"])))
+print(m["From"], "|", m["To"])
+print(m["Subject"])
+print(m.get_content())
+PY
+)
+    assert_contains "$got" "True True dagq@example.com dwh@example.com,oncall@example.com" "over STARTTLS, logged in, to both"
+    assert_contains "$got" "dagq@example.com | oncall@example.com, dwh@example.com" "From and To"
+    assert_contains "$got" "[dagq] task_failed: DAG etl_orders run $run task load_orders (try 1) - exit code 2" "subject names DAG, run and task"
+    assert_contains "$got" "DAG:            etl_orders" "body: DAG"
+    assert_contains "$got" "Run:            $run" "body: run"
+    assert_contains "$got" "Task:           load_orders (try 1)" "body: task"
+    assert_contains "$got" "déjà: orders table missing" "body: the log tail, UTF-8"
+    assert_eq 1 "$(ls "$T_CASE/smtp/mail/"*.eml | wc -l)" "one mail"
+    if grep -rqF "$pw" "$T_CASE"/*.log; then fail "the SMTP password is in a log"; fi
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.alert_delivery d, dagq.alert_channel c WHERE (d::text || c::text) LIKE '%$pw%'")" "nor in the metastore"
+    assert_contains "$(sql "SELECT response FROM dagq.alert_delivery")" "SMTP 250" "the server's answer recorded"
+}
+
+# Slack: a body valid for an incoming webhook (text, one mrkdwn section of at
+# most 3000 characters, &, < and > escaped), to a URL given by reference;
+# a bearer token from headers_from reaches the receiver and nothing else.
+case_alert_slack_body_is_valid_for_an_incoming_webhook() {
+    recv_start slack
+    mkdir -p "$T_CASE/secrets"
+    printf 'Authorization: Bearer s3cr3t-t0ken\nX-Team: dwh\n' >"$T_CASE/secrets/slack-headers"
+    export DAGQ_ALERT_SLACK_URL="http://127.0.0.1:${R_PORT[slack]}/services/T000/B000/SECRETPATH"
+    sqlf <<SQL
+INSERT INTO dagq.dag (dag_id) VALUES ('etl_web');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('etl_web', 'scrape', 'echo "got <html> & <script>alert(1)</script>"; exit 1');
+INSERT INTO dagq.alert_channel (channel, kind, target, headers_from)
+VALUES ('chat', 'slack', 'env:DAGQ_ALERT_SLACK_URL', 'file:slack-headers');
+INSERT INTO dagq.alert_rule (channel, events) VALUES ('chat', '{task_failed,run_failed}');
+SQL
+    alert_scheduler sched --alert-secrets-dir "$T_CASE/secrets" --base-url http://ui.example
+    unset DAGQ_ALERT_SLACK_URL
+    alert_worker w1
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('etl_web')")
+    wait_run "$run" 30 >/dev/null
+    wait_recv 30 slack 2
+    assert_eq "/services/T000/B000/SECRETPATH|Bearer s3cr3t-t0ken|dwh" \
+        "$(recv_py slack 'print("%s|%s|%s" % (reqs[0]["path"], reqs[0]["headers"]["Authorization"], reqs[0]["headers"]["X-Team"]))')" "URL and headers by reference"
+    assert_eq "ok ok" "$(recv_py slack '
+import re
+out = []
+for b in bodies:
+    probs = []
+    if set(b) - {"text", "blocks"}: probs.append("unknown keys %s" % (set(b) - {"text", "blocks"}))
+    if not isinstance(b.get("text"), str) or not b["text"] or len(b["text"]) > 40000: probs.append("text")
+    bl = b.get("blocks")
+    if not isinstance(bl, list) or not 0 < len(bl) <= 50: probs.append("blocks")
+    for x in bl or []:
+        t = x.get("text", {})
+        if x.get("type") != "section" or t.get("type") != "mrkdwn" or not 0 < len(t.get("text", "")) <= 3000:
+            probs.append("section %r" % x)
+        for s in (t.get("text", ""), b["text"]):
+            bare = re.sub(r"<https?://[^|>]+\|[^>]*>", "", s)
+            if "<" in bare or ">" in bare.replace("&gt;", "").replace("\n>", "\n").lstrip(">"):
+                probs.append("unescaped < or > in %r" % s)
+            if re.search(r"&(?!amp;|lt;|gt;)", s): probs.append("unescaped & in %r" % s)
+    out.append("ok" if not probs else "; ".join(probs))
+print(" ".join(out))')" "Slack bodies valid"
+    assert_contains "$(recv_py slack 'print(bodies[0]["blocks"][0]["text"]["text"])')" "got &lt;html&gt; &amp; &lt;script&gt;" "log tail escaped"
+    assert_contains "$(recv_py slack 'print(bodies[0]["text"])')" "task_failed: DAG etl_web run $run task scrape" "the notification line"
+    assert_contains "$(recv_py slack 'print(bodies[0]["blocks"][0]["text"]["text"])')" "<http://ui.example/runs/$run|open the run>" "a link to the run"
+    local s
+    for s in s3cr3t-t0ken SECRETPATH; do
+        if grep -rqF "$s" "$T_CASE"/*.log; then fail "$s is in a log"; fi
+        assert_eq 0 "$(sql "SELECT count(*) FROM dagq.alert_delivery d, dagq.alert_channel c WHERE (d::text || c::text) LIKE '%$s%'")" "$s not in the metastore"
+    done
+}
+
+# command: the event on stdin and in the environment, none of this
+# process's settings; a note full of shell metacharacters runs nothing.
+case_alert_command_gets_the_event_on_stdin_and_in_its_environment_and_runs_nothing_from_it() {
+    lp_roles
+    as "$ADMIN_URL" "INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('hook', 'command',
+        'cat > $T_CASE/in.\$DAGQ_EVENT_ID.json; printf %s \"\$DAGQ_NOTE\" > $T_CASE/note.\$DAGQ_EVENT_ID; env > $T_CASE/env.\$DAGQ_EVENT_ID');
+      INSERT INTO dagq.alert_rule (channel, events) VALUES ('hook', '{task_failed}')"
+    sql "INSERT INTO dagq.dag (dag_id) VALUES ('d')" >/dev/null
+    alert_scheduler sched
+    local note eid
+    note="x \$(touch $T_CASE/pwned1); touch $T_CASE/pwned2 \`touch $T_CASE/pwned3\` ' \" \\ | & > $T_CASE/pwned4
+touch $T_CASE/pwned5 #"
+    eid=$(psql -X -q -At -v ON_ERROR_STOP=1 -v note="$note" "$DAGQ_DATABASE_URL" -f - \
+        <<<"SELECT dagq.emit('task_failed', 'd', NULL, 't', NULL, 1, 'failed', :'note')")
+    T_WAIT=20 t_wait_for test -s "$T_CASE/env.$eid" || { fail "the command did not run"; return; }
+    wait_until 10 "SELECT state FROM dagq.alert_delivery" delivered
+    assert_eq "$note" "$(cat "$T_CASE/note.$eid")" "DAGQ_NOTE is the note, byte for byte"
+    assert_eq "$eid|t|task_failed" "$(python3 -c 'import json,sys; b=json.load(open(sys.argv[1])); print("%s|%s|%s" % (b["event_id"], "t" if b["note"] == sys.argv[2] else "f", b["event"]))' "$T_CASE/in.$eid.json" "$note")" "the event JSON on stdin"
+    assert_contains "$(cat "$T_CASE/env.$eid")" "DAGQ_DAG_ID=d" "event variables"
+    assert_contains "$(cat "$T_CASE/env.$eid")" "DAGQ_EVENT=task_failed" "event variables"
+    if grep -q '^DAGQ_DATABASE_URL=\|^DAGQ_BROKER_URL=' "$T_CASE/env.$eid"; then fail "the scheduler's settings reached the command"; fi
+    local f
+    for f in 1 2 3 4 5; do
+        if [ -e "$T_CASE/pwned$f" ]; then fail "pwned$f: a metacharacter of the note ran"; fi
+    done
+    assert_contains "$(sql "SELECT response FROM dagq.alert_delivery")" "exit 0" "exit status recorded"
+}
+
+# batch_window: a run whose 20 tasks fail sends one task_failed message
+# (count 20, every task in events), as soon as the run ended, then run_failed.
+case_alert_batch_window_sends_one_message_for_a_runs_task_failures() {
+    recv_start ops
+    sqlf <<SQL
+INSERT INTO dagq.dag (dag_id, max_active_tasks) VALUES ('wide', 32);
+INSERT INTO dagq.task (dag_id, task_id, command) SELECT 'wide', 't' || i, 'exit 1' FROM generate_series(1, 20) i;
+INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('ops', 'webhook', '$(recv_url ops)');
+INSERT INTO dagq.alert_rule (channel, events, batch_window) VALUES ('ops', '{task_failed}', '5 minutes');
+INSERT INTO dagq.alert_rule (channel, events) VALUES ('ops', '{run_failed}');
+SQL
+    alert_scheduler sched
+    alert_worker w1 --slots 8
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('wide')")
+    wait_run "$run" 30 >/dev/null
+    wait_recv 20 ops 2
+    sleep 2
+    assert_eq "task_failed run_failed" "$(recv_events ops)" "two messages"
+    assert_eq "20|20|20" "$(recv_py ops 'b = bodies[0]; print("%s|%s|%s" % (b["count"], len(b["events"]), len({e["task_id"] for e in b["events"]})))')" "one message for 20 failures"
+    assert_eq "$(sql "SELECT min(event_id) FROM dagq.event WHERE event = 'task_failed'")" "$(recv_py ops 'print(reqs[0]["headers"]["Idempotency-Key"])')" "the batch's id is its first event's"
+    assert_eq 20 "$(sql "SELECT count(*) FROM dagq.alert_delivery WHERE state = 'delivered' AND event = 'task_failed'")" "each event's delivery delivered"
+}
+
+# workers_missing: a worker group with queued tries and no live worker for
+# --workers-missing-after seconds gives one event, once per outage.
+case_alert_workers_missing_fires_once_per_outage() {
+    recv_start ops
+    sqlf <<SQL
+INSERT INTO dagq.dag (dag_id, default_worker_group) VALUES ('gpu_job', 'gpu');
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('gpu_job', 't', 'true');
+INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('ops', 'webhook', '$(recv_url ops)');
+INSERT INTO dagq.alert_rule (channel, events) VALUES ('ops', '{workers_missing}');
+SQL
+    alert_scheduler sched --workers-missing-after 2
+    alert_scheduler sched2 --workers-missing-after 2
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('gpu_job')")
+    wait_recv 20 ops 1
+    sleep 3
+    assert_eq "workers_missing" "$(recv_events ops)" "once"
+    assert_contains "$(recv_py ops 'print(bodies[0]["note"])')" 'worker group "gpu" has 1 queued tries of this DAG and no live worker' "the note"
+    alert_worker w1 --group gpu
+    assert_eq success "$(wait_run "$run" 30)" "the run ends once a worker comes"
+    wait_until 10 "SELECT count(*) FROM dagq.workers_missing_state" 0
+}
