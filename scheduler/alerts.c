@@ -144,7 +144,12 @@ static void alerts_report(alerts_thread *t, PGresult *c, const char *state, cons
 #define ALERTS_ARGS                                                                                \
     t->who, qc, PQgetvalue(c, 0, 4), PQgetvalue(c, 0, 0), PQgetvalue(c, 0, 9),                     \
         PQgetvalue(c, 0, 8), PQgetvalue(c, 0, 10), PQgetvalue(c, 0, 2), ms
-    if (!strcmp(state, "delivered")) {
+    if (!strcmp(state, "taken over")) {
+        log_info("alert outcome not recorded: its lease had expired and another process took "
+                 "it over",
+                 "name=%s channel=\"%s\" delivery=%s event_id=%s ms=%.0f", t->who, qc,
+                 PQgetvalue(c, 0, 0), PQgetvalue(c, 0, 8), ms);
+    } else if (!strcmp(state, "delivered")) {
         alerts_count(t, PQgetvalue(c, 0, 3), "delivered");
         log_info("alert delivered",
                  "name=%s channel=\"%s\" kind=%s delivery=%s event=%s event_id=%s events=%s "
