@@ -8,6 +8,7 @@ is read from DIR/mode at each request:
   status:N          N "no"
   sleep:S           waits S seconds, then 200
   hang              waits 600 seconds (the sender's timeout ends it)
+  slowfail:S        the first request waits S seconds and gets 500, the others 200
 Stops on SIGTERM. Only the standard library: no package a fresh machine lacks.
 """
 import http.server
@@ -20,6 +21,7 @@ import time
 
 DIR, PORT = sys.argv[1], int(sys.argv[2])
 LOCK = threading.Lock()
+SEEN = [0]
 
 
 def mode():
@@ -43,9 +45,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK, open(os.path.join(DIR, "requests.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
             f.flush()
+            SEEN[0] += 1
+            first = SEEN[0] == 1
         m = mode()
         code = 200
-        if m.startswith("status:"):
+        if m.startswith("slowfail:"):
+            if first:
+                time.sleep(float(m.split(":", 1)[1]))
+                code = 500
+        elif m.startswith("status:"):
             code = int(m.split(":", 1)[1])
         elif m.startswith("sleep:"):
             time.sleep(float(m.split(":", 1)[1]))

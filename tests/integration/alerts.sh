@@ -555,3 +555,25 @@ SQL
     assert_eq success "$(wait_run "$run" 30)" "the run ends once a worker comes"
     wait_until 10 "SELECT count(*) FROM dagq.workers_missing_state" 0
 }
+
+# In order per run while a delivery is in flight: the receiver holds a run's
+# first event for 2 s and then fails it; the run's later events wait for its
+# retry instead of overtaking it (two alert threads are free meanwhile).
+case_alert_a_runs_later_events_wait_for_an_earlier_one_in_flight() {
+    recv_start ops
+    recv_mode ops slowfail:2
+    sqlf <<SQL
+INSERT INTO dagq.dag (dag_id) VALUES ('d');
+INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay) VALUES ('d', 't', 'exit 1', 1, '0');
+INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('ops', 'webhook', '$(recv_url ops)');
+INSERT INTO dagq.alert_rule (channel, events) VALUES ('ops', '{task_retry,task_failed,run_failed}');
+SQL
+    alert_scheduler sched --alert-threads 3
+    alert_worker w1
+    local run
+    run=$(sql "SELECT dagq.trigger_dag('d')")
+    wait_run "$run" 30 >/dev/null
+    wait_recv 30 ops 4
+    sleep 1
+    assert_eq "task_retry task_retry task_failed run_failed" "$(recv_events ops)" "the retry of the first before the others"
+}
