@@ -9,7 +9,7 @@
 #
 # WERROR=1 (the default under `make test` and in CI) turns warnings into errors.
 
-PKGS      := libpq hiredis rdkafka msgpack libmicrohttpd openssl
+PKGS      := libpq hiredis rdkafka msgpack libmicrohttpd openssl libcurl
 CC        ?= cc
 WERROR    ?= $(if $(CI),1,0)
 OPT       ?= -O2

@@ -25,6 +25,9 @@ typedef struct cmd_ctx {
     const char *broker_url;         /* --broker-url, or NULL: queues shows no broker backlog */
     const char *redis_prefix;       /* --redis-prefix */
     const char *kafka_topic_prefix; /* --kafka-topic-prefix */
+    const char *dag;                /* alerts: --dag, or NULL */
+    int undelivered;                /* alerts: --undelivered */
+    long long wait_s;               /* alert test: --wait */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -3,6 +3,7 @@
  * each can also come from the environment), checks the command's arguments,
  * connects to the metastore and hands over to cli/cmd.c. */
 #include "cmd.h"
+#include "cmd_alerts.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -22,6 +23,9 @@ static int opt_downstream;
 static char *opt_broker_url;
 static char *opt_redis_prefix;
 static char *opt_kafka_topic_prefix;
+static char *opt_dag;
+static int opt_undelivered;
+static long long opt_wait;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -33,7 +37,7 @@ static const config_option cli_options[] = {
     {"logical-date", CONFIG_STRING, NULL,
      "trigger: the run's logical date (default now; UTC unless a zone is given)",
      &opt_logical_date},
-    {"limit", CONFIG_INT, "50", "runs: show at most N runs", &opt_limit, 1, 1000000},
+    {"limit", CONFIG_INT, "50", "runs, alerts: show at most N rows", &opt_limit, 1, 1000000},
     {"try", CONFIG_INT, NULL, "logs: the try to show (default: the latest with a log)", &opt_try, 1,
      INT_MAX},
     {"downstream", CONFIG_FLAG, NULL, "clear: also clear the tasks downstream of TASK_ID",
@@ -43,6 +47,11 @@ static const config_option cli_options[] = {
     {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
     {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "queues: Kafka topic prefix",
      &opt_kafka_topic_prefix},
+    {"dag", CONFIG_STRING, NULL, "alerts: only the events of this DAG", &opt_dag},
+    {"undelivered", CONFIG_FLAG, NULL, "alerts: only deliveries not delivered (yet)",
+     &opt_undelivered},
+    {"wait", CONFIG_INT, "30", "alert test: seconds to wait for a scheduler to send it", &opt_wait,
+     1, 3600},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -105,6 +114,22 @@ static const cli_command cli_commands[] = {
      "per worker group: queued, broker backlog, running, live workers, free slots",
      cmd_queues},
     {"pools", "", 0, 0, {NULL}, "", "list pools: slots, slots in use, free", cmd_pools},
+    {"alerts",
+     "[--dag DAG] [--undelivered] [--limit N]",
+     0,
+     0,
+     {NULL},
+     ",dag,undelivered,limit,",
+     "events and their alert deliveries, newest first",
+     cmd_alerts},
+    {"alert test",
+     "CHANNEL [--wait S]",
+     1,
+     1,
+     {"CHANNEL"},
+     ",wait,",
+     "send a test alert to CHANNEL and print the receiver's answer",
+     cmd_alert_test},
     {"help", "", 0, 0, {NULL}, "", "print this help", NULL},
     {NULL},
 };
@@ -305,6 +330,9 @@ int main(int argc, char **argv)
         .broker_url = opt_broker_url,
         .redis_prefix = opt_redis_prefix,
         .kafka_topic_prefix = opt_kafka_topic_prefix,
+        .dag = opt_dag,
+        .undelivered = opt_undelivered,
+        .wait_s = opt_wait,
     };
     status = c->fn(&ctx);
 

@@ -47,6 +47,15 @@ static const struct {
      "DAGs this scheduler parked because it could not evaluate or start them."},
     {"dagq_task_instances_failed_unscheduled_total", METRICS_COUNTER,
      "Task instances failed by the scheduler before any try (a command that does not render)."},
+    {"dagq_alert_deliveries_total", METRICS_COUNTER,
+     "Alert delivery attempts of this process, by channel and result (delivered, failed, "
+     "undeliverable)."},
+    {"dagq_alert_delivery_duration_seconds", METRICS_HISTOGRAM,
+     "Duration of one alert delivery attempt, by channel kind."},
+    {"dagq_alerts_pending", METRICS_GAUGE,
+     "Alert deliveries not yet delivered nor given up, in the metastore."},
+    {"dagq_alert_events_detected_total", METRICS_COUNTER,
+     "Time-based alert events this process wrote (run_late, workers_missing)."},
 };
 
 #define METRICS_NBUCKETS 13

@@ -1,6 +1,7 @@
 /* dagq-scheduler — decides which task instances may run and pushes them onto
  * their worker group's queue. This file parses the options and installs the
  * signal handlers; scheduler.h is the loop, sched.h a pass, DESIGN.md the why. */
+#include "alerts.h"
 #include "config.h"
 #include "daemon.h"
 #include "http.h"
@@ -35,6 +36,7 @@ static void on_hup(int sig)
 }
 
 static daemon_opts dopt;
+static alerts_opts aopt;
 static char *opt_name;
 static long long opt_heartbeat_timeout, opt_queued_timeout, opt_poll_interval_ms, opt_batch;
 
@@ -50,6 +52,7 @@ static const config_option options[] = {
     {"batch", CONFIG_INT, "256", "most tries queued in one pass", &opt_batch, 1, 100000},
     {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
     DAEMON_OPTIONS(&dopt),
+    ALERTS_OPTIONS(&aopt),
     {NULL}};
 
 static void usage(FILE *out)
@@ -74,6 +77,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (rc == CONFIG_OK && queue_url_check(dopt.broker_url, err, sizeof err) != QUEUE_OK)
+        rc = CONFIG_ERR;
+    if (rc == CONFIG_OK && alerts_check(&aopt, err, sizeof err) != 0)
         rc = CONFIG_ERR;
     if (rc != CONFIG_OK) {
         fprintf(stderr, "dagq-scheduler: %s\n", err);
@@ -133,7 +138,15 @@ int main(int argc, char **argv)
         .poll_interval_ms = (int)opt_poll_interval_ms,
         .metrics = m,
     };
-    rc = scheduler_run(&sc, &stop_requested, &hup_seen);
+    /* alerts are delivered on threads of their own (alerts.h) */
+    alerts *al = alerts_start(name, dopt.database_url, &aopt, m, err, sizeof err);
+    if (!al) {
+        fprintf(stderr, "dagq-scheduler: %s\n", err);
+        rc = 1;
+    } else {
+        rc = scheduler_run(&sc, &stop_requested, &hup_seen);
+    }
+    alerts_stop(al);
     http_stop(hs);
     metrics_free(m);
     config_free(options);
