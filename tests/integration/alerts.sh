@@ -60,13 +60,13 @@ wait_recv() {
 lp_roles() {
     local db=${DAGQ_DATABASE_URL##*/} r
     for r in scheduler worker operator author admin; do
-        sql "CREATE ROLE ${db}_$r LOGIN IN ROLE dagq_$r" >/dev/null
+        sql "CREATE ROLE ${db}_$r LOGIN PASSWORD '${db}_$r-$T_SECRET' IN ROLE dagq_$r" >/dev/null
     done
-    SCHED_URL=${DAGQ_DATABASE_URL/dagq@/${db}_scheduler@}
-    WORKER_URL=${DAGQ_DATABASE_URL/dagq@/${db}_worker@}
-    OPER_URL=${DAGQ_DATABASE_URL/dagq@/${db}_operator@}
-    AUTHOR_URL=${DAGQ_DATABASE_URL/dagq@/${db}_author@}
-    ADMIN_URL=${DAGQ_DATABASE_URL/dagq@/${db}_admin@}
+    SCHED_URL=${DAGQ_DATABASE_URL/dagq@/${db}_scheduler:${db}_scheduler-$T_SECRET@}
+    WORKER_URL=${DAGQ_DATABASE_URL/dagq@/${db}_worker:${db}_worker-$T_SECRET@}
+    OPER_URL=${DAGQ_DATABASE_URL/dagq@/${db}_operator:${db}_operator-$T_SECRET@}
+    AUTHOR_URL=${DAGQ_DATABASE_URL/dagq@/${db}_author:${db}_author-$T_SECRET@}
+    ADMIN_URL=${DAGQ_DATABASE_URL/dagq@/${db}_admin:${db}_admin-$T_SECRET@}
 }
 
 # as URL SQL: psql as another login
