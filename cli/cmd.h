@@ -25,6 +25,9 @@ typedef struct cmd_ctx {
     const char *broker_url;         /* --broker-url, or NULL: queues shows no broker backlog */
     const char *redis_prefix;       /* --redis-prefix */
     const char *kafka_topic_prefix; /* --kafka-topic-prefix */
+    const char *token_name;         /* tokens create: --name */
+    const char *token_role;         /* tokens create: --role */
+    const char *expires;            /* tokens create: --expires, or NULL */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -3,6 +3,7 @@
  * each can also come from the environment), checks the command's arguments,
  * connects to the metastore and hands over to cli/cmd.c. */
 #include "cmd.h"
+#include "cmd_tokens.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -22,6 +23,7 @@ static int opt_downstream;
 static char *opt_broker_url;
 static char *opt_redis_prefix;
 static char *opt_kafka_topic_prefix;
+static char *opt_token_name, *opt_token_role, *opt_expires;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -43,6 +45,12 @@ static const config_option cli_options[] = {
     {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
     {"kafka-topic-prefix", CONFIG_STRING, "dagq.", "queues: Kafka topic prefix",
      &opt_kafka_topic_prefix},
+    {"name", CONFIG_STRING, NULL, "tokens create: the token's name", &opt_token_name},
+    {"role", CONFIG_STRING, NULL,
+     "tokens create: viewer, operator, author (dagq_<that>) or a team role in one of them",
+     &opt_token_role},
+    {"expires", CONFIG_STRING, NULL, "tokens create: valid for this long (90d, 12h, 2 weeks)",
+     &opt_expires},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -105,6 +113,16 @@ static const cli_command cli_commands[] = {
      "per worker group: queued, broker backlog, running, live workers, free slots",
      cmd_queues},
     {"pools", "", 0, 0, {NULL}, "", "list pools: slots, slots in use, free", cmd_pools},
+    {"tokens create",
+     "--name NAME --role ROLE [--expires 90d]",
+     0,
+     0,
+     {NULL},
+     ",name,role,expires,",
+     "make a dagq-web API token; prints it once, on the last line",
+     cmd_tokens_create},
+    {"tokens list", "", 0, 0, {NULL}, "", "list API tokens (never their values)", cmd_tokens_list},
+    {"tokens revoke", "NAME", 1, 1, {"NAME"}, "", "revoke an API token", cmd_tokens_revoke},
     {"help", "", 0, 0, {NULL}, "", "print this help", NULL},
     {NULL},
 };
@@ -305,6 +323,9 @@ int main(int argc, char **argv)
         .broker_url = opt_broker_url,
         .redis_prefix = opt_redis_prefix,
         .kafka_topic_prefix = opt_kafka_topic_prefix,
+        .token_name = opt_token_name,
+        .token_role = opt_token_role,
+        .expires = opt_expires,
     };
     status = c->fn(&ctx);
 

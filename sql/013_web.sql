@@ -135,7 +135,10 @@ BEGIN
     tok := 'dagq_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
     INSERT INTO dagq.api_token (name, role, token_hash, created_by, expires_at)
     VALUES (p_name, p_role, sha256(convert_to(tok, 'UTF8')), me,
-            clock_timestamp() + p_expires_in);
+            now() + p_expires_in);
+    INSERT INTO dagq.audit_log (role, source, method, path, body, status)
+    VALUES (me, COALESCE(host(inet_client_addr()), 'local'), 'SQL', 'dagq.token_create',
+            jsonb_build_object('name', p_name, 'role', p_role, 'expires_in', p_expires_in::text), 200);
     RETURN tok;
 END;
 $$;
@@ -156,6 +159,9 @@ BEGIN
         RAISE EXCEPTION 'dagq.token_revoke: no valid token named "%"', p_name
             USING ERRCODE = 'no_data_found';
     END IF;
+    INSERT INTO dagq.audit_log (role, source, method, path, body, status)
+    VALUES (me, COALESCE(host(inet_client_addr()), 'local'), 'SQL', 'dagq.token_revoke',
+            jsonb_build_object('name', p_name), 200);
 END;
 $$;
 
