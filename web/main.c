@@ -37,7 +37,7 @@ static const config_option options[] = {
      "request threads, each with its own metastore connection", &opt_threads, 1, 256},
     {"http-per-ip-limit", CONFIG_INT, "64", "connections at once from one client address",
      &opt_per_ip, 1, 100000},
-    {"http-max-connections", CONFIG_INT, "1000", "connections at once in all", &opt_max_conns, 1,
+    {"http-max-connections", CONFIG_INT, "2000", "connections at once in all", &opt_max_conns, 1,
      100000},
     {"http-timeout", CONFIG_INT, "10",
      "seconds an idle or slow connection is kept before it is closed", &opt_timeout, 1, 3600},

@@ -125,7 +125,6 @@ static void srv_token_hash(const char *tok, char hex[65])
 static int srv_authenticate(web_req *r)
 {
     const char *h = web_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-    web_header(r, "WWW-Authenticate", "Bearer realm=\"dagq\"");
     if (!h || !*h)
         return web_error(r, 401, "no token: send Authorization: Bearer <token> "
                                  "(dagq tokens create makes one)");
@@ -204,6 +203,8 @@ static void srv_transaction(server *s, web_req *r, const route *rt)
 {
     char err[2048];
     if (srv_authenticate(r) || srv_begin(s, r, rt)) {
+        if (r->status == 401)
+            web_header(r, "WWW-Authenticate", "Bearer realm=\"dagq\"");
         db_exec(r->db, "ROLLBACK", err, sizeof err);
         if ((rt->flags & ROUTE_WRITE) && r->token_id)
             srv_audit(r);
