@@ -75,7 +75,7 @@ case_web_tokens_cli() {
     case $out in *"$tok"*) fail "tokens list printed a token" ;; esac
     assert_contains "$("$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens create --name ci --role viewer 2>&1)" \
         'a token named "ci" exists' "names are unique"
-    assert_contains "$("$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens create --name x --role dagq_worker 2>&1)" \
+    assert_contains "$("$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens create --name x --role dagq_scheduler 2>&1)" \
         "program's role" "no token takes a program's role"
     assert_contains "$("$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens create --name x --role nobody_here 2>&1)" \
         "does not exist" "an unknown role is refused"
