@@ -36,8 +36,7 @@ int cmd_tokens_create(cmd_ctx *c)
                   "--name NAME --role viewer|operator|author|ROLE [--expires 90d])");
         return CMD_USAGE;
     }
-    const char *p[3] = {c->token_name, tokens_role(c->token_role, role, sizeof role),
-                        c->expires};
+    const char *p[3] = {c->token_name, tokens_role(c->token_role, role, sizeof role), c->expires};
     PGresult *r;
     if (db_query(c->db, "cli_token_create",
                  "SELECT dagq.token_create($1, $2::name, $3::interval),"
@@ -54,19 +53,20 @@ int cmd_tokens_create(cmd_ctx *c)
 
 int cmd_tokens_list(cmd_ctx *c)
 {
-    static const char *headers[] = {"NAME", "ROLE", "STATE", "CREATED", "BY", "EXPIRES",
-                                    "LAST USED"};
+    static const char *headers[] = {"NAME", "ROLE",    "STATE",    "CREATED",
+                                    "BY",   "EXPIRES", "LAST USED"};
     char err[2048];
     PGresult *r;
-    if (db_query(c->db, "cli_tokens",
-                 "SELECT name, role,"
-                 "       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
-                 "            WHEN expires_at <= clock_timestamp() THEN 'expired' ELSE 'valid' END,"
-                 "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), created_by,"
-                 "       to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
-                 "       to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
-                 "  FROM dagq.api_token ORDER BY name",
-                 0, NULL, &r, err, sizeof err) != DB_OK)
+    if (db_query(
+            c->db, "cli_tokens",
+            "SELECT name, role,"
+            "       CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+            "            WHEN expires_at <= clock_timestamp() THEN 'expired' ELSE 'valid' END,"
+            "       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), created_by,"
+            "       to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+            "       to_char(last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+            "  FROM dagq.api_token ORDER BY name",
+            0, NULL, &r, err, sizeof err) != DB_OK)
         return tokens_fail("cli_tokens", "listing tokens", err);
     if (PQntuples(r) == 0) {
         printf("no tokens (dagq tokens create --name NAME --role viewer makes one)\n");

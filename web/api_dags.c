@@ -33,8 +33,8 @@ int api_dags_list(web_req *r)
 }
 
 /* web_query_json with "unknown DAG" as the 404's detail */
-static int api_dag_json(web_req *r, const char *name, const char *sql, int n,
-                        const char *const *p, unsigned ok)
+static int api_dag_json(web_req *r, const char *name, const char *sql, int n, const char *const *p,
+                        unsigned ok)
 {
     char *nf = mem_printf("unknown DAG \"%s\"", r->params[0]);
     int rc = web_query_json(r, name, sql, n, p, ok, nf);
@@ -61,8 +61,7 @@ int api_runs_list(web_req *r)
         web_arg_int(r, "offset", 0, 0, INT_MAX, off, sizeof off))
         return -1;
     const char *p[4] = {r->params[0], lim, off, web_arg(r, "state")};
-    return api_dag_json(r, "api_runs", "SELECT dagq.web_runs($1, $2::int, $3::int, $4)", 4, p,
-                        200);
+    return api_dag_json(r, "api_runs", "SELECT dagq.web_runs($1, $2::int, $3::int, $4)", 4, p, 200);
 }
 
 int api_runs_post(web_req *r)

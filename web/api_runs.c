@@ -9,8 +9,8 @@
 #include <string.h>
 
 /* web_query_json of a statement on run params[0] (and task params[1]) */
-static int api_run_json(web_req *r, const char *name, const char *sql, int with_task,
-                        int with_body, unsigned ok)
+static int api_run_json(web_req *r, const char *name, const char *sql, int with_task, int with_body,
+                        unsigned ok)
 {
     char id[32];
     if (web_param_id(r, 0, id, sizeof id))
@@ -72,7 +72,8 @@ static int api_log_range(web_req *r, long long *start, long long *len)
         long long a = -1, b = -1;
         const char *s = range + 6;
         if (strncmp(range, "bytes=", 6) || strchr(s, ','))
-            return web_error(r, 416, "only one byte range is served (bytes=N-, bytes=N-M, bytes=-N)");
+            return web_error(r, 416,
+                             "only one byte range is served (bytes=N-, bytes=N-M, bytes=-N)");
         errno = 0;
         if (*s == '-') {
             a = -strtoll(s + 1, &end, 10);
@@ -95,8 +96,10 @@ static int api_log_range(web_req *r, long long *start, long long *len)
         errno = 0;
         long long v = strtoll(off, &end, 10);
         if (errno || *end || !*off || v < 0)
-            return web_error(r, 400, "query parameter offset must be a byte offset, 0 or more, "
-                                     "got \"%s\"", off);
+            return web_error(r, 400,
+                             "query parameter offset must be a byte offset, 0 or more, "
+                             "got \"%s\"",
+                             off);
         *start = v;
     }
     return 0;
@@ -157,14 +160,16 @@ int api_task_logs(web_req *r)
     snprintf(len_s, sizeof len_s, "%lld", len < 0 ? (long long)INT_MAX : len);
     const char *p[5] = {id, r->params[1], strcmp(try_s, "0") ? try_s : NULL, off_s, len_s};
     PGresult *res;
-    if (web_query(r, "api_log", "SELECT * FROM dagq.web_log($1::bigint, $2, $3::int, $4::bigint, $5::bigint)",
-                  5, p, &res))
+    if (web_query(r, "api_log",
+                  "SELECT * FROM dagq.web_log($1::bigint, $2, $3::int, $4::bigint, $5::bigint)", 5,
+                  p, &res))
         return -1;
     int rc;
     if (PQntuples(res) == 0) {
         rc = web_error(r, 404, "run %s has no task \"%s\"", id, r->params[1]);
     } else if (PQgetisnull(res, 0, 2) && p[2]) {
-        rc = web_error(r, 404, "no log for try %s of task \"%s\" in run %s", try_s, r->params[1], id);
+        rc = web_error(r, 404, "no log for try %s of task \"%s\" in run %s", try_s, r->params[1],
+                       id);
     } else {
         api_log_headers(r, res);
         if (PQgetisnull(res, 0, 2))

@@ -33,8 +33,8 @@ static const config_option options[] = {
      "the URL users reach dagq-web at (default http://BIND:PORT/); its path is a prefix "
      "(behind a reverse proxy at /dagq/, say)",
      &opt_base_url},
-    {"http-threads", CONFIG_INT, "8",
-     "request threads, each with its own metastore connection", &opt_threads, 1, 256},
+    {"http-threads", CONFIG_INT, "8", "request threads, each with its own metastore connection",
+     &opt_threads, 1, 256},
     {"http-per-ip-limit", CONFIG_INT, "64", "connections at once from one client address",
      &opt_per_ip, 1, 100000},
     {"http-max-connections", CONFIG_INT, "2000", "connections at once in all", &opt_max_conns, 1,

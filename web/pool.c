@@ -55,8 +55,8 @@ int pool_take(pool *p, int wait_ms, db **out, char *errbuf, size_t errlen)
     while (p->nfree == 0) {
         if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) != 0 && p->nfree == 0) {
             pthread_mutex_unlock(&p->mu);
-            errbuf_printf(errbuf, errlen, "all %d database connections stayed busy for %d ms",
-                          p->n, wait_ms);
+            errbuf_printf(errbuf, errlen, "all %d database connections stayed busy for %d ms", p->n,
+                          wait_ms);
             return DB_ECONN;
         }
     }

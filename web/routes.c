@@ -72,7 +72,8 @@ const route *routes_match(web_req *r, const char *method, const char *path, char
         int n;
         if (!routes_try(rt->pattern, path, params, &n))
             continue;
-        int same = !strcmp(rt->method, method) || (!strcmp(method, "HEAD") && !strcmp(rt->method, "GET"));
+        int same =
+            !strcmp(rt->method, method) || (!strcmp(method, "HEAD") && !strcmp(rt->method, "GET"));
         if (same) {
             for (int i = 0; i < n; i++)
                 r->params[i] = params[i];

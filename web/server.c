@@ -49,8 +49,9 @@ static const char *const srv_security_headers[][2] = {
 /* Queues r's answer (its body moves to MHD) with the headers every answer has. */
 static srv_result srv_send(web_req *r, const char *cache)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r->resp_len, r->resp ? r->resp : (char *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"",
+                                        r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
     r->resp = NULL;
@@ -126,8 +127,9 @@ static int srv_authenticate(web_req *r)
 {
     const char *h = web_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || !*h)
-        return web_error(r, 401, "no token: send Authorization: Bearer <token> "
-                                 "(dagq tokens create makes one)");
+        return web_error(r, 401,
+                         "no token: send Authorization: Bearer <token> "
+                         "(dagq tokens create makes one)");
     if (strncasecmp(h, "Bearer ", 7) != 0)
         return web_error(r, 401, "the Authorization header must be \"Bearer <token>\"");
     const char *tok = h + 7;
@@ -139,8 +141,9 @@ static int srv_authenticate(web_req *r)
     srv_token_hash(tok, hex);
     const char *p[1] = {hex};
     PGresult *res;
-    if (web_query(r, "web_auth", "SELECT token_id, name, role, state FROM dagq.token_authenticate($1)",
-                  1, p, &res))
+    if (web_query(r, "web_auth",
+                  "SELECT token_id, name, role, state FROM dagq.token_authenticate($1)", 1, p,
+                  &res))
         return -1;
     int rc = 0;
     if (PQntuples(res) == 0) {
@@ -170,8 +173,9 @@ static int srv_begin(server *s, web_req *r, const route *rt)
                   "SELECT set_config('role', $1, true), set_config('statement_timeout', $2, true)",
                   2, p, &res)) {
         if (r->status == 403 || r->status == 500) {
-            web_error(r, 403, "dagq-web cannot take on role %s, the role of token \"%s\" (GRANT %s "
-                              "TO dagq_web)",
+            web_error(r, 403,
+                      "dagq-web cannot take on role %s, the role of token \"%s\" (GRANT %s "
+                      "TO dagq_web)",
                       r->role, r->token_name, r->role);
             log_warn("cannot take on a token's role", "token=%s role=%s", r->token_name, r->role);
         }
@@ -188,8 +192,8 @@ static void srv_audit(web_req *r)
     char id[32], st[16], err[2048];
     snprintf(id, sizeof id, "%lld", r->token_id);
     snprintf(st, sizeof st, "%u", r->status);
-    const char *p[7] = {r->token_id ? id : NULL, r->client, r->method, r->path,
-                        r->body_len ? r->body : NULL, st, r->error_detail};
+    const char *p[7] = {r->token_id ? id : NULL,      r->client, r->method,      r->path,
+                        r->body_len ? r->body : NULL, st,        r->error_detail};
     if (db_query(r->db, "web_audit", "SELECT dagq.audit_write($1, $2, $3, $4, $5, $6, $7)", 7, p,
                  NULL, err, sizeof err) != DB_OK) {
         char q[512];
@@ -277,8 +281,8 @@ static void srv_log(const web_req *r, double ms)
                  r->method, log_quote(r->path, q, sizeof q), r->status, ms,
                  r->token_name[0] ? r->token_name : "-", r->error_detail ? r->error_detail : "");
     else if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
-        log_info("request", "method=%s path=\"%s\" status=%u ms=%.1f token=%s client=%s",
-                 r->method, log_quote(r->path, q, sizeof q), r->status, ms,
+        log_info("request", "method=%s path=\"%s\" status=%u ms=%.1f token=%s client=%s", r->method,
+                 log_quote(r->path, q, sizeof q), r->status, ms,
                  r->token_name[0] ? r->token_name : "-", r->client);
     else
         log_debug("request", "method=%s path=\"%s\" status=%u ms=%.1f token=%s", r->method,
@@ -320,8 +324,8 @@ static srv_result srv_access(void *cls, struct MHD_Connection *conn, const char 
     if (!cs) {
         cs = mem_calloc(1, sizeof *cs);
         *con_cls = cs;
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->c.max_body)
             cs->too_big = 1; /* answered at once, before the body is read */
         else
@@ -431,8 +435,8 @@ int server_start(const server_conf *c, server **out, char *errbuf, size_t errlen
         {c->bind && *c->bind ? MHD_OPTION_SOCK_ADDR : MHD_OPTION_END, 0, &ss},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_access, s,
-                            MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    s->d = MHD_start_daemon(flags, (uint16_t)c->port, NULL, NULL, srv_access, s, MHD_OPTION_ARRAY,
+                            opts, MHD_OPTION_END);
     if (!s->d) {
         errbuf_printf(errbuf, errlen, "cannot serve HTTP on %s port %d (in use, or not permitted)",
                       c->bind && *c->bind ? c->bind : "all addresses", c->port);

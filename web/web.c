@@ -143,8 +143,8 @@ int web_query(web_req *r, const char *name, const char *sql, int n, const char *
     return -1;
 }
 
-int web_query_json(web_req *r, const char *name, const char *sql, int n,
-                   const char *const *params, unsigned ok_status, const char *not_found)
+int web_query_json(web_req *r, const char *name, const char *sql, int n, const char *const *params,
+                   unsigned ok_status, const char *not_found)
 {
     PGresult *res;
     if (web_query(r, name, sql, n, params, &res))
@@ -189,8 +189,9 @@ int web_arg_int(web_req *r, const char *name, long long def, long long min, long
     const char *s = web_arg(r, name);
     long long v = def;
     if (s && web_parse_int(s, min, max, &v))
-        return web_error(r, 400, "query parameter %s must be a whole number from %lld to %lld, "
-                                 "got \"%s\"",
+        return web_error(r, 400,
+                         "query parameter %s must be a whole number from %lld to %lld, "
+                         "got \"%s\"",
                          name, min, max, s);
     snprintf(buf, len, "%lld", v);
     return 0;

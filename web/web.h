@@ -58,8 +58,8 @@ int web_query(web_req *r, const char *name, const char *sql, int n, const char *
               PGresult **res);
 /* web_query of a statement returning one jsonb (NULL: 404 with not_found as
  * the detail), answered as 200 (or ok_status). Returns 0 or -1. */
-int web_query_json(web_req *r, const char *name, const char *sql, int n,
-                   const char *const *params, unsigned ok_status, const char *not_found);
+int web_query_json(web_req *r, const char *name, const char *sql, int n, const char *const *params,
+                   unsigned ok_status, const char *not_found);
 /* The status for a failed statement with this SQLSTATE. */
 unsigned web_status_of_sqlstate(const char *sqlstate);
 

@@ -57,6 +57,7 @@ class Browser:
     def login(self, url, token):
         self.d.get(url)
         self.d.execute_script("sessionStorage.clear()")
+        self.d.get("about:blank")
         self.d.get(url + "#/")
         self.one("#token").send_keys(token)
         self.one("#login-btn").click()

@@ -67,6 +67,9 @@ def operator_flow(b):
     sel.find_element("css selector", "option[value='1']").click()
     b.wait("try 1's log again", lambda: "c fails" in b.one("#log-text").text)
     check(True, "tries are switchable")
+    # more runs, for a grid worth a picture (c fails the first try of each)
+    more = [int(sql("SELECT dagq.trigger_dag('diamond')")) for _ in range(3)]
+    b.wait("the new runs in the grid", lambda: all(b.css(".runcol.st-failed[data-run='%d']" % r) for r in more), 90)
     b.d.execute_script("document.querySelector('#ti-panel').hidden = true")
     b.shot(os.path.join(SHOTS, "grid.png"))
     return run

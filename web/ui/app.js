@@ -19,7 +19,9 @@ dq.api = function (method, path, body, raw) {
     opts.body = JSON.stringify(body);
   }
   return fetch(dq.base + path, opts).then(function (r) {
-    if (r.status === 401 && path !== 'whoami') { dq.logout('your token was refused: log in again'); }
+    /* a token refused now (revoked, expired): back to the login page; answers
+     * to requests of a token since replaced are ignored */
+    if (r.status === 401 && t && t === dq.token() && path !== 'whoami') dq.logout('your token was refused: log in again');
     if (raw) return r;
     return r.text().then(function (txt) {
       var j = null;
