@@ -103,7 +103,7 @@ dq.loginPage = function (why) {
   document.getElementById('login-form').onsubmit = function (ev) {
     ev.preventDefault();
     sessionStorage.setItem('dagq.token', document.getElementById('token').value.trim());
-    dq.whoami().then(dq.render, function (e) {
+    (dq.whoamiP = dq.whoami()).then(dq.render, function (e) {
       sessionStorage.removeItem('dagq.token');
       dq.loginPage(dq.errText(e));
     });

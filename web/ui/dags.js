@@ -14,7 +14,7 @@ dq.dagsPage = function () {
   };
   document.getElementById('dag-filter').oninput = load;
   document.getElementById('dag-paused').onchange = load;
-  load().catch(dq.showError);
+  Promise.resolve(dq.whoamiP).then(load).catch(dq.showError);
   dq.poll(load, 3000);
 };
 
@@ -52,6 +52,9 @@ dq.dagHeader = function (dag, on) {
 
 /* trigger and pause buttons of a DAG, for operators */
 dq.dagActions = function (dag, paused) {
+  Promise.resolve(dq.whoamiP).then(function () { dq.dagButtons(dag, paused); });
+};
+dq.dagButtons = function (dag, paused) {
   var box = document.getElementById('dag-actions'), flag = document.getElementById('dag-paused-flag');
   if (flag) flag.textContent = paused ? '(paused)' : '';
   if (!box || !dq.canOperate()) return;
@@ -59,6 +62,6 @@ dq.dagActions = function (dag, paused) {
     '<button id="btn-pause">' + (paused ? 'Unpause' : 'Pause') + '</button>';
   document.getElementById('btn-trigger').onclick = function () { dq.triggerDialog(dag); };
   document.getElementById('btn-pause').onclick = function () {
-    dq.setPaused(dag, !paused).then(function () { dq.dagActions(dag, !paused); });
+    dq.setPaused(dag, !paused).then(function () { dq.dagButtons(dag, !paused); });
   };
 };

@@ -21,7 +21,7 @@ dq.graphPage = function (dag, q) {
       color(m);
     });
   };
-  Promise.all([dq.get('dags/' + dq.enc(dag)), dq.get('dags/' + dq.enc(dag) + '/runs?limit=50')]).then(function (x) {
+  Promise.all([dq.get('dags/' + dq.enc(dag)), dq.get('dags/' + dq.enc(dag) + '/runs?limit=50'), dq.loadDagre()]).then(function (x) {
     def = x[0];
     dq.dagActions(dag, def.is_paused);
     sel.innerHTML = x[1].runs.map(function (r) {
@@ -34,6 +34,18 @@ dq.graphPage = function (dag, q) {
     return load();
   }).catch(dq.showError);
   dq.poll(load, 2500);
+};
+
+/* dagre is large: loaded by the graph page only, once */
+dq.loadDagre = function () {
+  if (window.dagre) return Promise.resolve();
+  return new Promise(function (ok, fail) {
+    var s = document.createElement('script');
+    s.src = 'static/vendor/dagre.min.js';
+    s.onload = ok;
+    s.onerror = function () { fail({ detail: 'cannot load the graph layout library' }); };
+    document.head.appendChild(s);
+  });
 };
 
 dq.stateColour = function (s) {

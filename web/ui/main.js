@@ -11,5 +11,6 @@ dq.route(/^pools$/, dq.poolsPage);
 dq.route(/^audit$/, dq.auditPage);
 window.addEventListener('hashchange', dq.render);
 document.getElementById('logout').onclick = function () { dq.logout(); };
-if (dq.token()) dq.whoami().then(dq.render, function () { dq.logout(); });
+/* the view starts at once; whoami (which buttons to show) comes beside it */
+if (dq.token()) { dq.whoamiP = dq.whoami().catch(function () { dq.logout(); }); dq.render(); }
 else dq.render();
