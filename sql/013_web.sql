@@ -445,3 +445,31 @@ BEGIN
     END IF;
 END;
 $$;
+
+------------------------------------------------------------------------------
+-- A running try's output so far, so that a log can be followed (tailed)
+-- while its task runs: written by its worker with each heartbeat, when it
+-- grew. Fenced on the try being this worker incarnation's and running (a
+-- plain read: nothing waits for the task instance's row). finish_try
+-- writes the final output over it.
+------------------------------------------------------------------------------
+
+CREATE FUNCTION dagq.log_progress(p_ti_id bigint, p_try int, p_worker text, p_incarnation uuid,
+                                  p_output text, p_truncated bigint)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp SET lock_timeout = '2s' AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM dagq.task_instance t
+                    WHERE t.ti_id = p_ti_id AND t.try_number = p_try AND t.state = 'running'
+                      AND t.worker_id = p_worker AND t.incarnation = p_incarnation) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO dagq.task_log (ti_id, try_number, output, truncated_bytes)
+    VALUES (p_ti_id, p_try, COALESCE(p_output, ''), COALESCE(p_truncated, 0))
+    ON CONFLICT ON CONSTRAINT task_log_pkey DO UPDATE
+        SET output = EXCLUDED.output, truncated_bytes = EXCLUDED.truncated_bytes,
+            created_at = clock_timestamp();
+    RETURN true;
+END;
+$$;
+GRANT EXECUTE ON FUNCTION dagq.log_progress(bigint, int, text, uuid, text, bigint) TO dagq_worker;

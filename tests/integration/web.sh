@@ -16,14 +16,15 @@ web_setup() {
          GRANT team_b_operators TO dagq_web;" >/dev/null 2>&1
     psql -X -q -v ON_ERROR_STOP=1 -v T="$T_CASE" "$DAGQ_DATABASE_URL" -f - >/dev/null <<'SQL' || fail "loading the DAGs"
 INSERT INTO dagq.pool (pool, slots, owner) VALUES ('warehouse', 3, NULL);
-INSERT INTO dagq.dag (dag_id, owner) VALUES ('diamond', NULL), ('linear', NULL);
+INSERT INTO dagq.dag (dag_id, owner) VALUES ('diamond', NULL), ('linear', NULL), ('slowlog', NULL);
 INSERT INTO dagq.dag (dag_id, owner, is_paused) VALUES ('team_b_dag', 'team_b_operators', false), ('paused_dag', NULL, true);
 INSERT INTO dagq.task (dag_id, task_id, command) VALUES
   ('diamond', 'a', 'echo a'), ('diamond', 'b', 'echo b'),
   ('diamond', 'c', 'if [ -f ' || :'T' || '/c.$DAGQ_RUN_ID ]; then echo c again; else touch ' || :'T' || '/c.$DAGQ_RUN_ID; echo c fails; exit 3; fi'),
   ('diamond', 'd', 'echo d'),
   ('linear', 'a', 'echo line-a1; echo line-a2'), ('linear', 'b', 'true'),
-  ('team_b_dag', 't', 'true'), ('paused_dag', 'p', 'true');
+  ('team_b_dag', 't', 'true'), ('paused_dag', 'p', 'true'),
+  ('slowlog', 's', 'echo tick 1; sleep 5; echo tick 2');
 INSERT INTO dagq.task_dependency VALUES ('diamond', 'b', 'a'), ('diamond', 'c', 'a'), ('diamond', 'd', 'b'),
   ('diamond', 'd', 'c'), ('linear', 'b', 'a');
 SQL

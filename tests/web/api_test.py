@@ -162,6 +162,25 @@ def test_logs(run):
     err_shape(call("GET", "/api/v1/runs/%d/tasks/zz/logs" % run, V), 404, "404 for the log of an unknown task")
 
 
+def test_live_log():
+    run = call("POST", "/api/v1/dags/slowlog/runs", O, {}).json()["run_id"]
+    base = "/api/v1/runs/%d/tasks/s/logs" % run
+    seen = None
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = call("GET", base, V)
+        if r.status == 200 and b"tick 1" in r.body:
+            seen = r
+            break
+        time.sleep(0.2)
+    check(seen is not None and seen.header("X-Dagq-State") == "running" and b"tick 2" not in seen.body,
+          "a running try's output can be read while it runs")
+    if seen is not None:
+        off = int(seen.header("X-Dagq-Log-Size"))
+        eq("success", wait_run(run), "the slow run ends")
+        eq(b"tick 2\n", call("GET", base + "?offset=%d" % off, V).body, "the tail from the offset read before")
+
+
 def test_clear():
     r = call("POST", "/api/v1/dags/diamond/runs", O, {"conf": {}})
     run = r.json()["run_id"]
@@ -274,6 +293,7 @@ def main():
     os.environ["RUN_ID"] = str(run)
     test_run_and_tasks(run)
     test_logs(run)
+    test_live_log()
     drun = test_clear()
     test_later_functions(drun)
     test_ops()
