@@ -30,6 +30,7 @@ int api_queues(web_req *r);
 int api_pools(web_req *r);
 int api_audit(web_req *r);
 int api_health(web_req *r);
+int api_healthz(web_req *r);
 int api_whoami(web_req *r);
 int api_openapi(web_req *r);
 

@@ -58,6 +58,23 @@ int api_health(web_req *r)
     return 0;
 }
 
+/* The same for the image's health check (docker/healthcheck.sh asks every
+ * program for /healthz): "ok", or 503 with the reason. */
+int api_healthz(web_req *r)
+{
+    char err[1024];
+    if (db_query(r->db, "api_healthz", "SELECT 1 FROM dagq.schema_migrations LIMIT 1", 0, NULL,
+                 NULL, err, sizeof err) != DB_OK) {
+        char *msg = web_clean_error(err);
+        char *body = mem_printf("unhealthy: the metastore does not answer: %s\n", msg);
+        web_body(r, 503, "text/plain; charset=utf-8", body, strlen(body));
+        mem_free(body);
+        mem_free(msg);
+        return -1;
+    }
+    return web_body(r, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
 int api_openapi(web_req *r)
 {
     const asset *a = assets_find("openapi.json");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 static const route routes[] = {
+    {"GET", "/healthz", api_healthz, ROUTE_PUBLIC},
     {"GET", "/api/v1/health", api_health, ROUTE_PUBLIC},
     {"GET", "/api/v1/openapi.json", api_openapi, ROUTE_PUBLIC | ROUTE_NODB},
     {"GET", "/api/v1/whoami", api_whoami, 0},

@@ -303,7 +303,8 @@ static srv_result srv_respond(server *s, struct MHD_Connection *conn, const char
     if (pl && !strncmp(url, s->prefix, pl) && (url[pl] == '/' || url[pl] == '\0'))
         url += pl;
     r.path = *url ? url : "/";
-    int api = !strncmp(r.path, "/api/", 5) || !strcmp(r.path, "/api");
+    int api =
+        !strncmp(r.path, "/api/", 5) || !strcmp(r.path, "/api") || !strcmp(r.path, "/healthz");
     if (api)
         srv_api(s, &r, cs);
     else
