@@ -1,6 +1,6 @@
 # dagq — one non-recursive Makefile.
 #
-#   make            release build: bin/dagq-scheduler bin/dagq-worker bin/dagq
+#   make            release build: bin/dagq-scheduler bin/dagq-worker bin/dagq bin/dagq-web
 #   make san        the same built with ASan+UBSan into build/san/bin (tests use it)
 #   make test       installs what is missing, builds with sanitizers, runs every test
 #   make demo       installs what is missing, runs the example ETL DAG on private servers
@@ -27,11 +27,14 @@ COMMON_SRC := $(sort $(wildcard common/*.c common/queue/*.c))
 SCHED_SRC  := $(sort $(wildcard scheduler/*.c))
 WORKER_SRC := $(sort $(wildcard worker/*.c))
 CLI_SRC    := $(sort $(wildcard cli/*.c))
+WEB_SRC    := $(sort $(wildcard web/*.c))
+# the UI's files and the OpenAPI document, embedded into dagq-web
+WEB_ASSETS := $(sort $(shell find web/ui -type f 2>/dev/null)) web/openapi.json
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 BROKER_SRC := $(sort $(wildcard tests/broker/check_*.c))
 SQL_FILES  := $(sort $(wildcard sql/*.sql))
 
-PROGRAMS := dagq-scheduler dagq-worker dagq
+PROGRAMS := dagq-scheduler dagq-worker dagq dagq-web
 
 # $(call variant,NAME,DIR,EXTRA_CFLAGS,BINDIR)
 define variant
@@ -65,6 +68,21 @@ $(4)/dagq-worker: $$(WORKER_SRC:%.c=$(2)/%.o) $$($(1)_LIB)
 	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS)
 
 $(4)/dagq: $$(CLI_SRC:%.c=$(2)/%.o) $$($(1)_LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS)
+
+$(2)/gen/assets.c: $$(WEB_ASSETS) scripts/embed-assets.sh
+	@mkdir -p $$(@D)
+	sh scripts/embed-assets.sh web $$(WEB_ASSETS) > $$@.tmp && mv $$@.tmp $$@
+
+$(2)/gen/assets.o: $(2)/gen/assets.c
+	$$(CC) $$($(1)_CFLAGS) -Iweb -c $$< -o $$@
+
+$(2)/web/%.o: web/%.c
+	@mkdir -p $$(@D)
+	$$(CC) $$($(1)_CFLAGS) -Iweb -c $$< -o $$@
+
+$(4)/dagq-web: $$(WEB_SRC:%.c=$(2)/%.o) $(2)/gen/assets.o $$($(1)_LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$($(1)_LDFLAGS) -o $$@ $$^ $$(LIBS)
 

@@ -28,6 +28,9 @@ typedef struct cmd_ctx {
     const char *dag;                /* alerts: --dag, or NULL */
     int undelivered;                /* alerts: --undelivered */
     long long wait_s;               /* alert test: --wait */
+    const char *token_name;         /* tokens create: --name */
+    const char *token_role;         /* tokens create: --role */
+    const char *expires;            /* tokens create: --expires, or NULL */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -4,6 +4,7 @@
  * connects to the metastore and hands over to cli/cmd.c. */
 #include "cmd.h"
 #include "cmd_alerts.h"
+#include "cmd_tokens.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -26,6 +27,7 @@ static char *opt_kafka_topic_prefix;
 static char *opt_dag;
 static int opt_undelivered;
 static long long opt_wait;
+static char *opt_token_name, *opt_token_role, *opt_expires;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -52,6 +54,12 @@ static const config_option cli_options[] = {
      &opt_undelivered},
     {"wait", CONFIG_INT, "30", "alert test: seconds to wait for a scheduler to send it", &opt_wait,
      1, 3600},
+    {"name", CONFIG_STRING, NULL, "tokens create: the token's name", &opt_token_name},
+    {"role", CONFIG_STRING, NULL,
+     "tokens create: viewer, operator, author (dagq_<that>) or a team role in one of them",
+     &opt_token_role},
+    {"expires", CONFIG_STRING, NULL, "tokens create: valid for this long (90d, 12h, 2 weeks)",
+     &opt_expires},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -130,6 +138,16 @@ static const cli_command cli_commands[] = {
      ",wait,",
      "send a test alert to CHANNEL and print the receiver's answer",
      cmd_alert_test},
+    {"tokens create",
+     "--name NAME --role ROLE [--expires 90d]",
+     0,
+     0,
+     {NULL},
+     ",name,role,expires,",
+     "make a dagq-web API token; prints it once, on the last line",
+     cmd_tokens_create},
+    {"tokens list", "", 0, 0, {NULL}, "", "list API tokens (never their values)", cmd_tokens_list},
+    {"tokens revoke", "NAME", 1, 1, {"NAME"}, "", "revoke an API token", cmd_tokens_revoke},
     {"help", "", 0, 0, {NULL}, "", "print this help", NULL},
     {NULL},
 };
@@ -333,6 +351,9 @@ int main(int argc, char **argv)
         .dag = opt_dag,
         .undelivered = opt_undelivered,
         .wait_s = opt_wait,
+        .token_name = opt_token_name,
+        .token_role = opt_token_role,
+        .expires = opt_expires,
     };
     status = c->fn(&ctx);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: starts a private PostgreSQL and Redis, migrates, loads the
 # example ETL DAG with SQL, runs a scheduler and two workers, triggers the
-# DAG, prints the finished run, and tears everything down.
+# DAG, prints the finished run, starts dagq-web and prints its URL and a
+# viewer token, and tears everything down (after Enter, when run from a
+# terminal, so the UI can be looked at first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export T_BIN="$PWD/bin"
@@ -23,7 +25,7 @@ bin/dagq db migrate
 say "loading examples/etl_daily.sql with psql"
 psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" -f examples/etl_daily.sql
 psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" \
-    -c "UPDATE dagq.dag SET params = params || jsonb_build_object('workdir', '$T_ROOT/work') WHERE dag_id = 'etl_daily'"
+    -c "UPDATE dagq.dag SET params = params || jsonb_build_object('workdir', '$T_ROOT/work'), owner = NULL WHERE dag_id = 'etl_daily'"
 bin/dagq dags
 
 say "starting dagq-scheduler and two dagq-workers"
@@ -35,6 +37,17 @@ bin/dagq-worker --name worker-1 --slots 2 >"$LOGS/worker-1.log" 2>&1 &
 T_PIDS+=($!)
 bin/dagq-worker --name worker-2 --slots 2 >"$LOGS/worker-2.log" 2>&1 &
 T_PIDS+=($!)
+
+say "starting dagq-web (the UI and the REST API)"
+psql -X -q "$PG_ADMIN_URL" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dagq_web_demo')
+    THEN CREATE ROLE dagq_web_demo LOGIN IN ROLE dagq_web; END IF; END \$\$" >/dev/null
+WEB_PORT=$(t_free_port)
+bin/dagq-web --database-url "${DAGQ_DATABASE_URL/\/\/dagq@/\/\/dagq_web_demo@}" --http-port "$WEB_PORT" \
+    >"$LOGS/web.log" 2>&1 &
+T_PIDS+=($!)
+T_WAIT=20 t_wait_for curl -sf "http://127.0.0.1:$WEB_PORT/api/v1/health" || { cat "$LOGS/web.log"; exit 1; }
+VIEWER=$(bin/dagq tokens create --name demo-viewer --role viewer --expires 1d | tail -1)
+OPERATOR=$(bin/dagq tokens create --name demo-operator --role operator --expires 1d | tail -1)
 
 say "dagq trigger etl_daily"
 RUN=$(bin/dagq trigger etl_daily --logical-date 2024-06-01T00:00:00Z)
@@ -53,6 +66,13 @@ say "dagq logs $RUN report"
 bin/dagq logs "$RUN" report
 say "dagq workers"
 bin/dagq workers
+say "dagq-web"
+curl -sf -H "Authorization: Bearer $VIEWER" "http://127.0.0.1:$WEB_PORT/api/v1/dags/etl_daily/grid" >/dev/null &&
+    echo "the grid of etl_daily is served"
+echo "web UI: http://127.0.0.1:$WEB_PORT/"
+echo "viewer token: $VIEWER"
+echo "operator token: $OPERATOR"
+if [ -t 0 ]; then read -r -p "press Enter to stop the demo " _ || true; fi
 
 for p in "${T_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${T_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done

@@ -21,7 +21,7 @@ fail() {
     FAILS=$((FAILS + 1))
 }
 
-for p in dagq dagq-scheduler dagq-worker; do
+for p in dagq dagq-scheduler dagq-worker dagq-web; do
     [ -x "bin/$p" ] || { echo "FAIL: bin/$p not built (make all)"; exit 1; }
 done
 
@@ -38,6 +38,9 @@ n=$(grep -cE '^(extract_orders|extract_customers|transform|load|report) +success
 [ "$n" -eq 5 ] || fail "dagq tasks shows $n of the 5 task instances as success"
 grep -q 'top customers on 2024-06-01:' <<<"$out" || fail "dagq logs of the report task is missing"
 grep -q '== the run succeeded' <<<"$out" || fail "the demo did not say the run succeeded"
+grep -qE '^web UI: http://127\.0\.0\.1:[0-9]+/$' <<<"$out" || fail "the demo did not print dagq-web's URL"
+grep -qE '^viewer token: dagq_[0-9a-f]{64}$' <<<"$out" || fail "the demo did not print a viewer token"
+grep -q 'the grid of etl_daily is served' <<<"$out" || fail "dagq-web did not serve the grid of etl_daily"
 # it cleaned up after itself
 [ ! -e "$root" ] || fail "the demo left its folder $root behind"
 left=""

@@ -174,7 +174,7 @@ drop_items() { # broker why
 # each broker they use.
 preflight() {
     local p src need_redis=0 need_kafka=0 i b why
-    for p in dagq dagq-scheduler dagq-worker; do
+    for p in dagq dagq-scheduler dagq-worker dagq-web; do
         [ -x "$T_BIN/$p" ] || { record FAIL "$T_BIN/$p not built (make san)"; items=(); }
     done
     shopt -s nullglob

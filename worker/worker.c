@@ -29,6 +29,7 @@ typedef struct run {
     child *ch;
     long long ti, run_id;
     int try_number, exp_backoff, exited, status, timed_out;
+    long long log_sent; /* output bytes (kept + truncated) last written as progress */
     double retry_delay, max_retry_delay;
     double started, deadline, kill_at; /* monotonic seconds; 0 = none */
     char dag[MSG_ID_MAX], task[MSG_ID_MAX], group[MSG_ID_MAX];
@@ -415,6 +416,39 @@ static void worker_collect(worker *w)
     }
 }
 
+/* With each heartbeat, the output of running tries that grew since the last
+ * one goes to dagq.task_log (dagq.log_progress, fenced on the try still
+ * being ours), so a log can be followed while its task runs. A failure is
+ * logged and tried again at the next heartbeat; the final write is
+ * finish_try's, as before. */
+static void worker_log_progress(worker *w)
+{
+    if (!worker_db_ok(w))
+        return;
+    for (run *x = w->runs; x; x = x->next) {
+        long long truncated;
+        if (x->exited)
+            continue;
+        char *out = child_output(x->ch, &truncated);
+        long long n = (long long)strlen(out) + truncated;
+        if (n != x->log_sent) {
+            char ti[32], try_s[16], tr[32], err[1024];
+            snprintf(ti, sizeof ti, "%lld", x->ti);
+            snprintf(try_s, sizeof try_s, "%d", x->try_number);
+            snprintf(tr, sizeof tr, "%lld", truncated);
+            const char *p[6] = {ti, try_s, w->conf.name, w->incarnation, out, tr};
+            if (db_query(w->d, "worker_log_progress",
+                         "SELECT dagq.log_progress($1, $2, $3, $4::uuid, $5, $6)", 6, p, NULL, err,
+                         sizeof err) == DB_OK)
+                x->log_sent = n;
+            else
+                log_warn("writing a running try's output failed", "ti=%lld try=%d error=\"%s\"",
+                         x->ti, x->try_number, err);
+        }
+        mem_free(out);
+    }
+}
+
 static void worker_timeouts(worker *w, double t)
 {
     for (run *x = w->runs; x; x = x->next) {
@@ -556,6 +590,7 @@ static void worker_turn(worker *w)
     }
     if (t >= w->next_heartbeat) {
         worker_heartbeat(w, w->draining ? "draining" : "up");
+        worker_log_progress(w);
         w->next_heartbeat = t + w->conf.heartbeat_s;
     }
 }
