@@ -17,7 +17,7 @@ redis_start
 DAGQ_DATABASE_URL=$(pg_new_db demo)
 export DAGQ_DATABASE_URL DAGQ_BROKER_URL=$REDIS_URL
 echo "DAGQ_DATABASE_URL=$DAGQ_DATABASE_URL"
-echo "DAGQ_BROKER_URL=$DAGQ_BROKER_URL"
+echo "DAGQ_BROKER_URL=${DAGQ_BROKER_URL/$REDIS_PASSWORD/***}"
 
 say "dagq db migrate"
 bin/dagq db migrate
@@ -28,21 +28,31 @@ psql -X -q -v ON_ERROR_STOP=1 "$DAGQ_DATABASE_URL" \
     -c "UPDATE dagq.dag SET params = params || jsonb_build_object('workdir', '$T_ROOT/work'), owner = NULL WHERE dag_id = 'etl_daily'"
 bin/dagq dags
 
+say "login roles for the programs, each with only what it needs (README: Security)"
+# (pg_login_roles makes t_scheduler, t_worker, ... for the tests; the demo
+# shows the statements an operator would run)
+for r in scheduler:dagq_scheduler worker:dagq_worker web:dagq_web; do
+    psql -X -q -v ON_ERROR_STOP=1 "$PG_ADMIN_URL" -c "DO \$\$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'demo_${r%%:*}') THEN
+            CREATE ROLE demo_${r%%:*} LOGIN IN ROLE ${r#*:}; END IF; END \$\$;
+        ALTER ROLE demo_${r%%:*} PASSWORD 'demo-${r%%:*}-$T_SECRET'" >/dev/null
+    echo "CREATE ROLE demo_${r%%:*} LOGIN PASSWORD '...' IN ROLE ${r#*:};"
+done
+as_url() { echo "${DAGQ_DATABASE_URL/\/\/dagq@/\/\/demo_$1:demo-$1-$T_SECRET@}"; }
+
 say "starting dagq-scheduler and two dagq-workers"
 LOGS=$T_ROOT/logs
 mkdir -p "$LOGS"
-bin/dagq-scheduler >"$LOGS/scheduler.log" 2>&1 &
+DAGQ_DATABASE_URL=$(as_url scheduler) bin/dagq-scheduler >"$LOGS/scheduler.log" 2>&1 &
 T_PIDS+=($!)
-bin/dagq-worker --name worker-1 --slots 2 >"$LOGS/worker-1.log" 2>&1 &
+DAGQ_DATABASE_URL=$(as_url worker) bin/dagq-worker --name worker-1 --slots 2 >"$LOGS/worker-1.log" 2>&1 &
 T_PIDS+=($!)
-bin/dagq-worker --name worker-2 --slots 2 >"$LOGS/worker-2.log" 2>&1 &
+DAGQ_DATABASE_URL=$(as_url worker) bin/dagq-worker --name worker-2 --slots 2 >"$LOGS/worker-2.log" 2>&1 &
 T_PIDS+=($!)
 
 say "starting dagq-web (the UI and the REST API)"
-psql -X -q "$PG_ADMIN_URL" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dagq_web_demo')
-    THEN CREATE ROLE dagq_web_demo LOGIN IN ROLE dagq_web; END IF; END \$\$" >/dev/null
 WEB_PORT=$(t_free_port)
-bin/dagq-web --database-url "${DAGQ_DATABASE_URL/\/\/dagq@/\/\/dagq_web_demo@}" --http-port "$WEB_PORT" \
+DAGQ_DATABASE_URL=$(as_url web) bin/dagq-web --http-port "$WEB_PORT" \
     >"$LOGS/web.log" 2>&1 &
 T_PIDS+=($!)
 T_WAIT=20 t_wait_for curl -sf "http://127.0.0.1:$WEB_PORT/api/v1/health" || { cat "$LOGS/web.log"; exit 1; }

@@ -458,3 +458,20 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+-- The write wrappers only pass a request on to the operator functions, which
+-- check the caller themselves (dagq.caller() is the token's role either
+-- way); like every state-changing function a role may call, they run as
+-- their owner with a fixed search_path.
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'dagq.api_pause(text, text)', 'dagq.api_trigger(text, text)', 'dagq.api_clear(bigint, text)',
+        'dagq.api_mark(bigint, text, text)', 'dagq.api_stop(bigint, text)',
+        'dagq.api_backfill(text, text)'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp', f);
+    END LOOP;
+END;
+$$;

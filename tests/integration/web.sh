@@ -13,7 +13,8 @@ web_setup() {
              CREATE ROLE team_b_operators NOLOGIN; END IF;
          EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
          GRANT dagq_web TO dagq_web_login; GRANT dagq_operator TO team_b_operators;
-         GRANT team_b_operators TO dagq_web;" >/dev/null 2>&1
+         GRANT team_b_operators TO dagq_web;
+         ALTER ROLE dagq_web_login PASSWORD 'web-$T_SECRET';" >/dev/null 2>&1
     psql -X -q -v ON_ERROR_STOP=1 -v T="$T_CASE" "$DAGQ_DATABASE_URL" -f - >/dev/null <<'SQL' || fail "loading the DAGs"
 INSERT INTO dagq.pool (pool, slots, owner) VALUES ('warehouse', 3, NULL);
 INSERT INTO dagq.dag (dag_id, owner) VALUES ('diamond', NULL), ('linear', NULL), ('slowlog', NULL);
@@ -36,7 +37,7 @@ SQL
     "$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens revoke revoked >/dev/null
     export TOKEN_VIEWER=$TOKEN_viewer TOKEN_OPERATOR=$TOKEN_operator TOKEN_AUTHOR=$TOKEN_author
     export TOKEN_TEAM=$TOKEN_team TOKEN_EXPIRED=$TOKEN_expired TOKEN_REVOKED=$TOKEN_revoked
-    export WEB_LOGIN_URL=${DAGQ_DATABASE_URL/\/\/dagq@/\/\/dagq_web_login@}
+    export WEB_LOGIN_URL=${DAGQ_DATABASE_URL/\/\/dagq@/\/\/dagq_web_login:web-$T_SECRET@}
     export WEB_BIN=$T_BIN/dagq-web
     start_stack 1
     WEB_PORT=$(t_free_port)
@@ -84,9 +85,10 @@ case_web_tokens_cli() {
         "--name and --role are required" "--role is required"
     sql "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ops_person') THEN
            CREATE ROLE ops_person LOGIN IN ROLE dagq_operator; END IF;
-         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$" >/dev/null
-    assert_contains "$("$T_BIN/dagq" --database-url "${DAGQ_DATABASE_URL/\/\/dagq@/\/\/ops_person@}" tokens create --name y --role viewer 2>&1)" \
-        "may not create tokens" "only admins create tokens"
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END \$\$;
+         ALTER ROLE ops_person PASSWORD 'ops-$T_SECRET'" >/dev/null
+    assert_contains "$("$T_BIN/dagq" --database-url "${DAGQ_DATABASE_URL/\/\/dagq@/\/\/ops_person:ops-$T_SECRET@}" tokens create --name y --role viewer 2>&1)" \
+        "permission denied for function token_create" "only admins create tokens"
     "$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens revoke ci >/dev/null || fail "revoke"
     assert_contains "$("$T_BIN/dagq" --database-url "$DAGQ_DATABASE_URL" tokens list)" "revoked" "the revoked token is listed so"
 }
