@@ -238,3 +238,56 @@ ce_host_cleanup() {
     done
     return 0
 }
+
+# ce_drive SCRIPT BROKERS ARGS... (on the host): what a compose test or
+# demo script does around its own work. Checks the machine, fetches the
+# Kafka jars when BROKERS has kafka, takes the cache's lock (one run at a
+# time: podman's storage is shared), makes the run directory, then runs
+# `bash SCRIPT __images BROKERS` in ce_ns and `bash SCRIPT __run BROKERS
+# ARGS...` in ce_ns --net; the caller reads what __run left in $CE_RUN
+# before it exits (an EXIT trap removes $CE_RUN and stray cgroups; with
+# DAGQ_COMPOSE_KEEP=1 the directory stays). Returns __run's status, or
+# 2 (the machine cannot run it, said why), 3 (the images failed), 130
+# (interrupted: Ctrl-C reaches the namespaces too, which tear themselves
+# down, and is waited for).
+ce_drive() {
+    local script=$1 brokers=$2 rc
+    shift 2
+    ce_require || return 2
+    case " $brokers " in *" kafka "*)
+        t_log() { ce_log "$@"; }
+        # shellcheck source=../kafka.sh
+        . "$T_REPO/tests/kafka.sh"
+        kafka_fetch || { echo "the Kafka jars (tests/.kafka) for the kafka stand-in could not be fetched" >&2; return 2; }
+        ;;
+    esac
+    mkdir -p "$CE_CACHE" || return 2
+    exec {CE_LOCK}>"$CE_CACHE/lock"
+    if ! flock -n "$CE_LOCK"; then
+        ce_log "engine: another run holds $CE_CACHE; waiting for it"
+        flock -w 1800 "$CE_LOCK" || { echo "$CE_CACHE stayed locked for 30 minutes" >&2; return 2; }
+    fi
+    ce_configure "$(mktemp -d /tmp/dagq-compose.XXXXXX)"
+    trap ce__drive_cleanup EXIT
+    CE_INTERRUPTED=0
+    trap 'CE_INTERRUPTED=1' INT TERM
+    local t0=$SECONDS
+    ce_ns bash "$script" __images "$brokers"
+    rc=$?
+    [ "$CE_INTERRUPTED" = 1 ] && return 130
+    [ $rc -eq 0 ] || return 3
+    ce_log "engine: images ready in $((SECONDS - t0)) s"
+    ce_ns --net bash "$script" __run "$brokers" "$@"
+    rc=$?
+    [ "$CE_INTERRUPTED" = 1 ] && return 130
+    return $rc
+}
+
+ce__drive_cleanup() {
+    ce_host_cleanup
+    if [ -n "${DAGQ_COMPOSE_KEEP:-}" ]; then
+        ce_log "engine: kept $CE_RUN"
+    else
+        rm -rf "$CE_RUN"
+    fi
+}
