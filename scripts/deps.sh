@@ -4,7 +4,8 @@
 set -eu
 PKGS="build-essential pkg-config libpq-dev libhiredis-dev librdkafka-dev libmsgpack-dev
 libmicrohttpd-dev postgresql postgresql-contrib redis-server redis-tools kcat tzdata curl python3
-default-jre-headless maven docker-compose clang-format procps psmisc util-linux"
+default-jre-headless maven docker-compose clang-format procps psmisc util-linux
+podman runc netavark aardvark-dns iptables debootstrap"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -85,7 +85,7 @@ fi
 
 # Standalone test scripts start their own servers.
 if [ "$what" = integration ] || [ "$what" = all ]; then
-    standalone=(tests/cli_test.sh)
+    standalone=(tests/cli_test.sh tests/compose_test.sh)
     case " ${DAGQ_TEST_BROKERS:-redis kafka} " in *" kafka "*) standalone+=(tests/kafka_restart_check.sh) ;; esac
     for t in "${standalone[@]}"; do
         if [ ${#filter[@]} -gt 0 ]; then
