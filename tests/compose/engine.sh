@@ -7,8 +7,10 @@
 # podman as root with runc, every piece of its state private to the test run:
 #   - storage (images, layers, volumes, the container database) in the cache,
 #     $DAGQ_COMPOSE_CACHE (default /var/tmp/dagq-compose-cache), kept between
-#     runs; configuration, runtime state and the API socket in $CE_RUN, a
-#     fresh directory removed at the end;
+#     runs; runtime state (run root, tmp dir, networks) under the private
+#     /run of the namespaces below, gone with them (fixed paths: podman's
+#     database pins the ones it was created with); configuration, logs and
+#     the API socket in $CE_RUN, a fresh directory removed at the end;
 #   - every podman process runs in namespaces of its own (ce_ns): a mount
 #     namespace with its own /run and /dev/shm, a pid namespace (when its
 #     first process ends, the kernel kills whatever is left in it: conmon,
@@ -69,7 +71,7 @@ ce_configure() {
     CE_RUN=$1
     export CE_RUN
     [ "$DAGQ_COMPOSE_ENGINE" = podman ] || return 0
-    mkdir -p "$CE_RUN/networks" "$CE_CACHE/storage"
+    mkdir -p "$CE_CACHE/storage"
     # Podman's default ulimits (nofile and nproc 1048576) are above what
     # this sandbox lets a process raise them to. crun 1.8 refuses this
     # host's hybrid cgroup v1/v2 layout; runc runs, with cgroupfs (there is
@@ -83,21 +85,21 @@ log_driver = "k8s-file"
 
 [network]
 network_backend = "netavark"
-network_config_dir = "$CE_RUN/networks"
+network_config_dir = "/run/containers/networks"
 
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$CE_RUN/events.log"
-tmp_dir = "$CE_RUN/libpod"
+tmp_dir = "/run/libpod"
 exit_command_delay = 10
 EOF
     cat >"$CE_RUN/storage.conf" <<EOF
 [storage]
 driver = "overlay"
 graphroot = "$CE_CACHE/storage"
-runroot = "$CE_RUN/storage"
+runroot = "/run/containers/storage"
 EOF
     # image names as Docker reads them: postgres:16-bookworm is
     # docker.io/library/postgres:16-bookworm

@@ -44,7 +44,7 @@ ci_base() {
     local img need=() t0=$SECONDS
     for img in docker.io/library/debian:bookworm-slim docker.io/library/debian:bookworm; do
         ce_engine image inspect "$img" >/dev/null 2>&1 && continue
-        if timeout 300 ce_engine pull "$img" >"$CE_RUN/pull.log" 2>&1; then
+        if timeout 300 "$(ce_engine_cmd)" pull "$img" >"$CE_RUN/pull.log" 2>&1; then
             ce_log "images: $img pulled"
         else
             need+=("$img")
@@ -95,7 +95,7 @@ ci_standin() {
     shift 2
     if ce_engine image inspect "$img" >/dev/null 2>&1; then
         ci__is_standin "$img" || return 0 # pulled earlier: the real image
-    elif timeout 300 ce_engine pull "$img" >"$CE_RUN/pull.log" 2>&1; then
+    elif timeout 300 "$(ce_engine_cmd)" pull "$img" >"$CE_RUN/pull.log" 2>&1; then
         ce_log "images: $img pulled"
         return 0
     else
