@@ -11,6 +11,9 @@
 # per task, who ran what) and from the ledger, the file each test task
 # appends to (cs_ledger_cmd): a task whose process started twice shows there
 # even if the metastore had been fooled.
+#
+# A new service whose image no registry serves here gets a stand-in in
+# tests/compose/images/ and a ci_standin line in images.sh (ci_prepare).
 
 # Settings the cases are judged by, as the compose file gives them.
 cs_setting() { # SERVICE KEY: an environment variable's value, or stop_grace_period in s

@@ -35,6 +35,9 @@ ci__build() {
     ce_log "images: $name built in $((SECONDS - t0)) s"
 }
 
+# why the last pull failed: the end of the engine's last words
+ci__why() { tail -1 "$CE_RUN/pull.log" | sed 's/.*: //'; }
+
 ci__is_standin() {
     [ -n "$(ce_engine image inspect --format '{{index .Config.Labels "io.dagq.stand-in"}}' "$1" 2>/dev/null)" ]
 }
@@ -51,7 +54,7 @@ ci_base() {
         fi
     done
     [ ${#need[@]} -eq 0 ] && return 0
-    ce_log "images: cannot pull ${need[*]} ($(tail -1 "$CE_RUN/pull.log")); bootstrapping Debian bookworm"
+    ce_log "images: cannot pull ${need[*]} ($(ci__why)); bootstrapping Debian bookworm"
     local root="$CE_CACHE/base.rootfs"
     rm -rf "$root"
     if ! debootstrap --variant=minbase bookworm "$root" "$CI_DEBIAN_MIRROR" >"$CE_RUN/debootstrap.log" 2>&1; then
@@ -99,7 +102,7 @@ ci_standin() {
         ce_log "images: $img pulled"
         return 0
     else
-        ce_log "images: cannot pull $img ($(tail -1 "$CE_RUN/pull.log")); building its stand-in"
+        ce_log "images: cannot pull $img ($(ci__why)); building its stand-in"
     fi
     ci__build "$img (stand-in)" "$CE_RUN/build-$dir.log" -t "$img" "$@" "$T_REPO/tests/compose/images/$dir"
 }

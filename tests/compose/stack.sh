@@ -10,7 +10,7 @@
 # cs_compose runs the compose command on the real file, with one layer on
 # top, tests/compose/ledger.yml, that only mounts a directory of the test
 # run into the workers as /ledger (cs_ledger_cmd). Everything else is read
-# from the metastore, through `exec -T postgres psql` (cs_sql).
+# from the metastore, with psql in the postgres container (cs_sql).
 
 CS_FILE="$T_REPO/docker/docker-compose.yml"
 CS_FAILS=0
@@ -57,10 +57,10 @@ cs__psql() {
     return $rc
 }
 
-# cs_dagq ARGS...: the dagq CLI, in the scheduler-1 container (as an
-# operator would), or in scheduler-2 with CS_DAGQ_IN=scheduler-2.
+# cs_dagq ARGS...: the dagq CLI in the scheduler-1 container, as an
+# operator would run it (`compose exec -T scheduler-1 dagq ...`).
 cs_dagq() {
-    CS_TIMEOUT=60 cs_compose exec -T "${CS_DAGQ_IN:-scheduler-1}" dagq "$@"
+    CS_TIMEOUT=60 cs_compose exec -T scheduler-1 dagq "$@"
 }
 
 # cs_ids [SERVICE]: the full ids of the project's containers (of SERVICE),
