@@ -114,9 +114,11 @@ EOF
 
 # ce_ns [--net] COMMAND...: runs COMMAND in private mount and pid namespaces
 # (and a network namespace of its own, with only loopback, given --net),
-# with a private /run and /dev/shm. When COMMAND ends, or unshare is killed,
-# everything it left running in there is killed with it. A no-op wrapper
-# with DAGQ_COMPOSE_ENGINE=docker.
+# with a private /run and /dev/shm, and /var/lib read-only (podman's image
+# library keeps a blob cache in /var/lib/containers when it can, and works
+# without). When COMMAND ends, or unshare is killed, everything it left
+# running in there is killed with it. A no-op wrapper with
+# DAGQ_COMPOSE_ENGINE=docker.
 ce_ns() {
     local net=()
     if [ "${1:-}" = --net ]; then
@@ -133,6 +135,7 @@ ce_ns() {
             shift
             mount -t tmpfs -o mode=0755 tmpfs /run &&
                 mount -t tmpfs -o mode=1777 tmpfs /dev/shm &&
+                mount --bind /var/lib /var/lib && mount -o remount,bind,ro /var/lib &&
                 { [ "$lo" = 0 ] || ip link set lo up; } &&
                 exec "$@"' ce_ns "${#net[@]}" "$@"
 }
