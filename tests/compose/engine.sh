@@ -12,11 +12,11 @@
 #     database pins the ones it was created with); configuration, logs and
 #     the API socket in $CE_RUN, a fresh directory removed at the end;
 #   - every podman process runs in namespaces of its own (ce_ns): a mount
-#     namespace with its own /run and /dev/shm, a pid namespace (when its
-#     first process ends, the kernel kills whatever is left in it: conmon,
-#     containers, the API service), and, while the stack runs, a network
-#     namespace of its own, so bridges, firewall rules and the published
-#     ports 9090/9092 never touch the host's network;
+#     namespace with its own /run and /dev/shm (and /var/lib read-only), a
+#     pid namespace (when its first process ends, the kernel kills whatever
+#     is left in it: conmon, containers, the API service), and, while the
+#     stack runs, a network namespace of its own, so bridges, firewall rules
+#     and the published ports never touch the host's network;
 #   - the Docker API comes from `podman system service` on $CE_RUN/podman.sock
 #     (DOCKER_HOST), for Debian's docker-compose 1.29;
 #   - podman runs health checks only through systemd timers, which this
@@ -29,7 +29,7 @@
 # DAGQ_COMPOSE_ENGINE=docker: a Docker engine the machine already runs (its
 # daemon, its health checks, `docker compose` or docker-compose); nothing of
 # the above is set up, images are pulled as usual, and the published ports
-# 9090/9092 must be free on the host.
+# (9090, 9092 and, for the second stack, 19090, 19092) must be free on the host.
 
 : "${DAGQ_COMPOSE_ENGINE:=podman}"
 : "${DAGQ_COMPOSE_CACHE:=/var/tmp/dagq-compose-cache}"
