@@ -104,10 +104,11 @@ case_up_from_nothing_runs_the_example() {
 }
 
 # The fault cases: a task whose first try sleeps for minutes runs; its
-# container is killed or restarted; the try must be taken away (a zombie
-# verdict, once the scheduler's heartbeat timeout has passed) and retried
-# elsewhere at once, so the run ends within that timeout plus a margin,
-# the downstream task runs once, and the dead try never reports.
+# container is killed or restarted; the dead try must be taken away (for a
+# killed container, by a zombie verdict once the scheduler's heartbeat
+# timeout has passed) and retried at once (elsewhere, when the container
+# stays dead), so the run ends within that timeout plus a margin, the
+# downstream task runs once, and the dead try never reports.
 cs_worker_fault() { # restart|kill
     cs_up 3 || return
     local dag="victim_$1" hb margin=30
@@ -162,15 +163,18 @@ SQL
     assert_eq "1 up_for_retry 2 success" "$(cs_sql "SELECT string_agg(t.try_number || ' ' || t.state, ' '
         ORDER BY t.try_number) FROM dagq.task_try t JOIN dagq.task_instance i USING (ti_id)
         WHERE i.run_id = $run AND i.task_id = 'victim'")" "the victim's first try was taken away, the second succeeded"
-    assert_contains "$(cs_sql "SELECT t.note FROM dagq.task_try t JOIN dagq.task_instance i USING (ti_id)
-        WHERE i.run_id = $run AND i.task_id = 'victim' AND t.try_number = 1")" zombie "as a zombie"
+    [ "$1" = kill ] && assert_contains "$(cs_sql "SELECT t.note FROM dagq.task_try t
+        JOIN dagq.task_instance i USING (ti_id) WHERE i.run_id = $run AND i.task_id = 'victim'
+        AND t.try_number = 1")" zombie "as a zombie"
     local l
     l=$(cs_ledger "$run")
     assert_eq "victim 1 $host start|victim 2 start|victim 2 done|after 1 start|after 1 done" \
         "$(echo "$l" | awk '{ print $1, $2, ($1 == "victim" && $2 == 1 ? $3 " " : "") $4 }' | paste -sd '|')" \
         "ledger: the first try started once and never ended, the retry and the downstream task ran once"
-    assert_eq 0 "$(echo "$l" | awk -v h="$host" '$1 == "victim" && $2 == 2 && $3 == h' | wc -l)" \
+    # (a restarted container may well run the retry itself)
+    [ "$1" = kill ] && assert_eq 0 "$(echo "$l" | awk -v h="$host" '$1 == "victim" && $2 == 2 && $3 == h' | wc -l)" \
         "the retry ran in another container"
+    return 0
 }
 
 case_worker_killed_mid_task_is_retried() { cs_worker_fault kill; }
