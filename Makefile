@@ -4,6 +4,8 @@
 #   make san        the same built with ASan+UBSan into build/san/bin (tests use it)
 #   make test       installs what is missing, builds with sanitizers, runs every test
 #   make demo       installs what is missing, runs the example ETL DAG on private servers
+#   make compose-demo  the same example on the docker-compose stack (podman), then tears it down
+#   make compose-test  only the docker-compose tests (tests/compose_test.sh; make test runs them too)
 #   make bench      benchmarks (see BENCHMARKS.md)
 #   make format     clang-format every C file
 #
@@ -103,7 +105,7 @@ $(eval $(call variant,SAN,build/san,$(SAN_FLAGS),build/san/bin))
 UNIT_TESTS := $(patsubst tests/unit/%.c,build/san/tests/%,$(UNIT_SRC)) \
               $(patsubst tests/broker/%.c,build/san/tests/%,$(BROKER_SRC))
 
-.PHONY: all san deps test unit integration demo bench bench-airflow format clean
+.PHONY: all san deps test unit integration demo compose-demo compose-test bench bench-airflow format clean
 .DEFAULT_GOAL := all
 
 all: $(addprefix bin/,$(PROGRAMS))
@@ -124,6 +126,12 @@ unit: san
 demo: deps
 	$(MAKE) all
 	bash scripts/demo.sh
+
+compose-demo: deps
+	bash scripts/compose-demo.sh
+
+compose-test: deps
+	bash tests/compose_test.sh
 
 bench: deps
 	$(MAKE) OPT=-O2 all

@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential pkg-config libpq-dev libhiredis-dev libssl-dev openssl librdkafka-dev libmsgpack-dev
 libmicrohttpd-dev libcurl4-openssl-dev python3-venv postgresql postgresql-contrib redis-server redis-tools kcat tzdata curl python3
 default-jre-headless maven docker-compose clang-format procps psmisc util-linux
-chromium chromium-driver"
+chromium chromium-driver podman runc netavark aardvark-dns iptables debootstrap"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

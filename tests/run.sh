@@ -50,7 +50,7 @@ esac
 
 # Standalone scripts, BROKER:FILE ("-": needs no broker). They start their
 # own servers and exit 0 when every check passed.
-standalone=(-:tests/cli_test.sh kafka:tests/kafka_restart_check.sh redis:tests/demo_test.sh redis:tests/redis_tls_check.sh
+standalone=(-:tests/cli_test.sh -:tests/compose_test.sh kafka:tests/kafka_restart_check.sh redis:tests/demo_test.sh redis:tests/redis_tls_check.sh
     kafka:tests/kafka_sasl_check.sh)
 
 all_brokers="redis kafka"

@@ -1,0 +1,227 @@
+# shellcheck shell=bash
+# tests/compose/stack.sh — driving docker/docker-compose.yml, sourced after
+# tests/compose/engine.sh by tests/compose_test.sh and scripts/compose-demo.sh.
+#
+# cs_use BROKER PROJECT [PORT1 PORT2] selects the stack: the compose
+# project PROJECT on redis (the file's default) or kafka
+# (BROKER_URL=kafka://kafka:9092 and --profile kafka, as the README says),
+# with the schedulers' ports published on PORT1 and PORT2 (the file's
+# SCHEDULER_1_PORT and SCHEDULER_2_PORT; default 9090 and 9092).
+# cs_compose runs the compose command on the real file, with one layer on
+# top, tests/compose/ledger.yml, that only mounts a directory of the test
+# run into the workers as /ledger (cs_ledger_cmd). Everything else is read
+# from the metastore, with psql in the postgres container (cs_sql).
+
+CS_FILE="$T_REPO/docker/docker-compose.yml"
+CS_FAILS=0
+
+cs_use() {
+    CS_BROKER=$1
+    CS_PROJECT=$2
+    CS_PORT1=${3:-9090}
+    CS_PORT2=${4:-9092}
+    export SCHEDULER_1_PORT=$CS_PORT1 SCHEDULER_2_PORT=$CS_PORT2
+    CS_ARGS=(-p "$CS_PROJECT" -f "$CS_FILE")
+    [ -n "${DAGQ_COMPOSE_LEDGER:-}" ] && CS_ARGS+=(-f "$T_REPO/tests/compose/ledger.yml")
+    if [ "$1" = kafka ]; then
+        export BROKER_URL=kafka://kafka:9092
+        CS_ARGS+=(--profile kafka)
+    else
+        unset BROKER_URL
+    fi
+}
+
+# cs_compose ARGS...: the compose command on the stack, bounded in time
+# (CS_TIMEOUT seconds, default 300).
+cs_compose() {
+    timeout "${CS_TIMEOUT:-300}" "${CE_COMPOSE[@]}" "${CS_ARGS[@]}" "$@"
+}
+
+# cs_sql QUERY: psql in the postgres container, unaligned, one row a line.
+# cs_sqlf: the same with the SQL on stdin. These are what the tests poll
+# with, so they go through the engine's exec on the container compose made
+# (docker-compose, a Python program, costs a second of CPU a call).
+cs_sql() { cs__psql -c "$1"; }
+cs_sqlf() { cs__psql -f -; }
+cs__psql() {
+    local memo="$CE_RUN/postgres-of-$CS_PROJECT" pg rc
+    pg=$(cat "$memo" 2>/dev/null)
+    if [ -z "$pg" ]; then
+        pg=$(cs_ids postgres)
+        [ -n "$pg" ] || { echo "no postgres container" >&2; return 1; }
+        echo "$pg" >"$memo"
+    fi
+    timeout 60 "$(ce_engine_cmd)" exec -i "$pg" psql -X -q -At -v ON_ERROR_STOP=1 -U dagq -d dagq "$@"
+    rc=$?
+    [ $rc -lt 125 ] || rm -f "$memo" # no such container (any more): look it up again next time
+    return $rc
+}
+
+# cs_dagq ARGS...: the dagq CLI in the scheduler-1 container, as an
+# operator would run it (`compose exec -T scheduler-1 dagq ...`).
+cs_dagq() {
+    CS_TIMEOUT=60 cs_compose exec -T scheduler-1 dagq "$@"
+}
+
+# cs_ids [SERVICE]: the full ids of the project's containers (of SERVICE),
+# running or not, by the labels compose gives them.
+cs_ids() {
+    local f=(--filter "label=com.docker.compose.project=$CS_PROJECT")
+    [ -n "${1:-}" ] && f+=(--filter "label=com.docker.compose.service=$1")
+    timeout 60 "$(ce_engine_cmd)" ps -a -q --no-trunc "${f[@]}" 2>/dev/null
+}
+
+# cs_container HOSTNAME: the container whose host name it is (a container's
+# host name is its id's first 12 characters).
+cs_container() {
+    local id
+    for id in $(cs_ids); do
+        case $id in "$1"*) echo "$id"; return 0 ;; esac
+    done
+    return 1
+}
+
+# ---- assertions -----------------------------------------------------------
+
+fail() {
+    echo "FAIL: $*"
+    CS_FAILS=$((CS_FAILS + 1))
+}
+
+assert_eq() { # EXPECTED ACTUAL WHAT
+    if [ "$1" != "$2" ]; then fail "$3: expected [$1], got [$2]"; else echo "  ok: $3"; fi
+}
+
+assert_le() { # A B WHAT: A <= B
+    if [ -n "$1" ] && [ -n "$2" ] && [ "$1" -le "$2" ]; then echo "  ok: $3"; else fail "$3: expected $1 <= $2"; fi
+}
+
+assert_contains() { # HAYSTACK NEEDLE WHAT
+    case $1 in *"$2"*) echo "  ok: $3" ;; *) fail "$3: [$2] not in [$(echo "$1" | head -c 400)]" ;; esac
+}
+
+# cs_wait TIMEOUT QUERY EXPECTED: polls the metastore once a second until
+# the query returns EXPECTED; false (and the last answer in CS_GOT) after
+# TIMEOUT seconds.
+cs_wait() {
+    local deadline=$((SECONDS + $1))
+    while :; do
+        CS_GOT=$(cs_sql "$2" 2>&1)
+        [ "$CS_GOT" = "$3" ] && return 0
+        ((SECONDS >= deadline)) && return 1
+        sleep 1
+    done
+}
+
+# cs_wait_run RUN TIMEOUT: the run's state once it is success or failed, or
+# the state it still has after TIMEOUT seconds.
+cs_wait_run() {
+    cs_wait "$2" "SELECT state IN ('success', 'failed') FROM dagq.dag_run WHERE run_id = $1" t
+    cs_sql "SELECT state FROM dagq.dag_run WHERE run_id = $1"
+}
+
+# cs_trigger DAG: a manual run through the SQL contract; its id.
+cs_trigger() { cs_sql "SELECT dagq.trigger_dag('$1')"; }
+
+# cs_one_try_each RUN N WHAT: the run has N task instances, each with exactly
+# one try, and that try succeeded.
+cs_one_try_each() {
+    assert_eq "$2|$2|$2" "$(cs_sql "SELECT count(DISTINCT i.ti_id), count(t.*),
+            count(*) FILTER (WHERE t.state = 'success' AND i.state = 'success' AND i.try_number = 1)
+        FROM dagq.task_instance i LEFT JOIN dagq.task_try t USING (ti_id) WHERE i.run_id = $1")" \
+        "$3: task instances, tries, first tries that succeeded"
+}
+
+# ---- the ledger: what the tasks' processes did ----------------------------
+
+# cs_ledger_cmd SECONDS [FIRST_TRY_SECONDS]: a task command that appends
+# "TASK TRY HOST start" to the run's ledger file, sleeps, and appends
+# "TASK TRY HOST done" (with FIRST_TRY_SECONDS, its first try sleeps that
+# long instead: the victim of a fault).
+cs_ledger_cmd() {
+    local sleep="sleep $1"
+    [ -n "${2:-}" ] && sleep="if [ \"\$DAGQ_TRY_NUMBER\" = 1 ]; then sleep $2; else sleep $1; fi"
+    printf '%s' "l=/ledger/\$DAGQ_RUN_ID; h=\$(cat /etc/hostname); "
+    printf '%s' "echo \"\$DAGQ_TASK_ID \$DAGQ_TRY_NUMBER \$h start\" >>\$l; $sleep; "
+    printf '%s' "echo \"\$DAGQ_TASK_ID \$DAGQ_TRY_NUMBER \$h done\" >>\$l"
+}
+
+cs_ledger() { cat "$DAGQ_COMPOSE_LEDGER/$1" 2>/dev/null; }
+
+# cs_ledger_once RUN N WHAT: N tasks started, each once, and each finished.
+cs_ledger_once() {
+    local l
+    l=$(cs_ledger "$1")
+    assert_eq "$2 $2 $2 $2" "$(echo "$l" | awk '
+        $4 == "start" { s++; st[$1] = 1 } $4 == "done" { d++; dn[$1] = 1 }
+        END { printf "%d %d %d %d", s, length(st), d, length(dn) }')" \
+        "$3: ledger starts, tasks started, ends, tasks ended"
+}
+
+# ---- the stack ------------------------------------------------------------
+
+# cs_up WORKERS: `up -d --scale worker=WORKERS` (what a user types; it also
+# brings back whatever an earlier case stopped or killed), then waits until
+# WORKERS workers heartbeat in the metastore and both schedulers answer
+# /healthz 200 on their published ports.
+cs_up() {
+    if ! cs_compose up -d --scale worker="$1" >>"$CE_RUN/compose.log" 2>&1; then
+        fail "compose up -d --scale worker=$1: $(tail -5 "$CE_RUN/compose.log")"
+        return 1
+    fi
+    cs_wait 90 "SELECT count(*) FROM dagq.worker
+                 WHERE state = 'up' AND heartbeat_at > clock_timestamp() - interval '12 seconds'" "$1" ||
+        { fail "waited 90 s for $1 live workers in dagq.worker, last [$CS_GOT]"; return 1; }
+    cs_wait_http 60 "$CS_PORT1" /healthz 200 || return 1
+    cs_wait_http 60 "$CS_PORT2" /healthz 200 || return 1
+}
+
+cs_http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$1$2"; }
+
+cs_wait_http() { # TIMEOUT PORT PATH CODE
+    local deadline=$((SECONDS + $1)) got
+    while :; do
+        got=$(cs_http_status "$2" "$3")
+        [ "$got" = "$4" ] && return 0
+        if ((SECONDS >= deadline)); then
+            fail "waited $1 s for GET $3 on port $2 to answer $4, last [$got]"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# cs_metric PORT 'name{labels}': the sample's value from /metrics.
+cs_metric() {
+    curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v k="$2" '$1 == k { print $2 }'
+}
+
+# cs_wait_metric TIMEOUT PORT 'name{labels}' VALUE: polls /metrics.
+cs_wait_metric() {
+    local deadline=$((SECONDS + $1)) got
+    while :; do
+        got=$(cs_metric "$2" "$3")
+        [ "$got" = "$4" ] && return 0
+        if ((SECONDS >= deadline)); then
+            fail "waited $1 s for $3 = $4 on port $2, last [$got]"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
+# cs_down: the whole stack and its volumes, gone.
+cs_down() {
+    rm -f "$CE_RUN/postgres-of-$CS_PROJECT"
+    CS_TIMEOUT=180 cs_compose down -v --remove-orphans -t 10 >>"$CE_RUN/compose.log" 2>&1
+}
+
+# cs_save_logs DIR: every container's log (for a failed case).
+cs_save_logs() {
+    mkdir -p "$1"
+    local id name
+    for id in $(cs_ids); do
+        name=$(ce_engine inspect --format '{{.Name}}' "$id" 2>/dev/null | tr -d /)
+        ce_engine logs --timestamps "$id" >"$1/${name:-$id}.log" 2>&1
+    done
+}
