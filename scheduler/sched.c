@@ -1,11 +1,14 @@
 #include "sched.h"
 
+#include "backfill.h"
 #include "clock.h"
+#include "deps.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
 #include "recover.h"
 #include "runs.h"
+#include "timeouts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,8 +208,9 @@ static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
     return 0;
 }
 
-/* When the next retry or schedule comes due (the ones already due wait for
- * a freed slot, which wakes the scheduler by itself). */
+/* When the next retry, schedule, run deadline or wait deadline comes due
+ * (the ones already due wait for a freed slot, which wakes the scheduler by
+ * itself). */
 static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
 {
     PGresult *r;
@@ -217,7 +221,11 @@ static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
         "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
         " (SELECT min(d.next_dagrun_end) FROM dagq.dag d"
         "   WHERE d.schedule IS NOT NULL AND NOT d.is_paused AND d.parked_reason IS NULL"
-        "     AND d.next_dagrun_end > clock_timestamp() AND d.next_dagrun_end < 'infinity'))"
+        "     AND d.next_dagrun_end > clock_timestamp() AND d.next_dagrun_end < 'infinity'),"
+        " (SELECT min(r.deadline) FROM dagq.dag_run r"
+        "   WHERE r.state = 'running' AND r.deadline > clock_timestamp()),"
+        " (SELECT min(t.ext_deadline) FROM dagq.task_instance t"
+        "   WHERE t.state = 'scheduled' AND t.ext_deadline > clock_timestamp()))"
         " - clock_timestamp())::float8",
         0, NULL, &r, err, errlen);
     if (rc)
@@ -267,21 +275,30 @@ static int sched_housekeeping(sched *s, double t0, char *err, size_t errlen)
  * once. */
 static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *err, size_t errlen)
 {
-    int rc, n, full = 0, finished = 0;
+    int rc, n, full = 0, finished = 0, timed_out = 0, decided, expired, backfills;
     long long tis;
     int create = housekeeping || s->want_create || (s->next_due && t0 >= s->next_due);
     if (create && (rc = runs_create(s->d, s->conf.metrics, &n, err, errlen)))
         return rc;
     if (housekeeping && (rc = sched_housekeeping(s, t0, err, errlen)))
         return rc;
+    if ((rc = timeouts_step(s->d, s->conf.metrics, &timed_out, err, errlen)))
+        return rc;
     if ((rc = runs_start(s->d, s->conf.metrics, SCHED_START_MAX, &n, &tis, err, errlen)))
+        return rc;
+    if ((rc = deps_step(s->d, s->conf.metrics, &decided, &expired, err, errlen)))
         return rc;
     if ((rc = sched_queue(s, &full, err, errlen)))
         return rc;
     if ((rc = sched_finish_runs(s, &finished, err, errlen)))
         return rc;
+    if ((rc = backfill_step(s->d, &backfills, err, errlen)))
+        return rc;
     if ((rc = sched_next_due(s, t0, err, errlen)))
         return rc;
+    /* a run that ended (or timed out) frees a slot and may complete waits
+     * and DAG triggers: look again at once */
+    finished += timed_out;
     s->want_create = finished > 0;
     *more = full || finished > 0 || n >= SCHED_START_MAX;
     return 0;
