@@ -102,6 +102,14 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM dagq.dag WHERE dag_id = p_dag_id) THEN
         RAISE EXCEPTION 'dagq.backfill: unknown DAG "%"', p_dag_id USING ERRCODE = 'no_data_found';
     END IF;
+    IF p_reprocess IS NULL OR p_reprocess NOT IN ('none', 'failed', 'all') THEN
+        RAISE EXCEPTION 'dagq.backfill: reprocess must be none, failed or all, got %', COALESCE(p_reprocess, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
+        RAISE EXCEPTION 'dagq.backfill: from (%) must not be after to (%)', p_from, p_to
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF p_max_active_runs IS NOT NULL AND (p_max_active_runs < 1 OR p_max_active_runs > 10000) THEN
         RAISE EXCEPTION 'dagq.backfill: max_active_runs must be from 1 to 10000, got %', p_max_active_runs
             USING ERRCODE = 'invalid_parameter_value';

@@ -13,6 +13,14 @@
 --   workers: worker_lost_tries
 -- Everything that changes state runs as its owner (SECURITY DEFINER with a
 -- fixed search_path); the helpers they call are nobody else's.
+--
+-- "Nothing is PUBLIC's": 010's ALTER DEFAULT PRIVILEGES IN SCHEMA dagq
+-- REVOKE EXECUTE ... FROM PUBLIC cannot work (per-schema default privileges
+-- only add to the global ones, PostgreSQL's documentation says), so every
+-- function created after 010's REVOKE ... ON ALL FUNCTIONS, 010's own later
+-- ones included, was executable by PUBLIC (anyone with USAGE on the schema:
+-- a worker could call the scheduler's functions). This revokes that again
+-- at the end; what authors' row-level security calls is granted to them.
 
 GRANT SELECT ON dagq.backfill, dagq.backfill_run, dagq.task_external_dependency, dagq.dag_trigger,
     dagq.ti_external_wait, dagq.dag_waits_on, dagq.external_waits, dagq.backfill_progress
@@ -75,3 +83,7 @@ $$;
 ALTER FUNCTION dagq.worker_lost_tries(text, uuid, bigint[], int[])
     SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp SET lock_timeout = '2s';
 GRANT EXECUTE ON FUNCTION dagq.worker_lost_tries(text, uuid, bigint[], int[]) TO dagq_worker;
+
+-- what this and earlier migrations left to PUBLIC (see above)
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA dagq FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dagq.may_author(text) TO dagq_author;
