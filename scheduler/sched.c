@@ -211,7 +211,7 @@ static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
 /* When the next retry, schedule, run deadline or wait deadline comes due
  * (the ones already due wait for a freed slot, which wakes the scheduler by
  * itself). */
-static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
+static int sched_next_due(sched *s, char *err, size_t errlen)
 {
     PGresult *r;
     int rc = db_query(
@@ -230,7 +230,10 @@ static int sched_next_due(sched *s, double t0, char *err, size_t errlen)
         0, NULL, &r, err, errlen);
     if (rc)
         return rc;
-    s->next_due = PQgetisnull(r, 0, 0) ? 0 : t0 + atof(PQgetvalue(r, 0, 0));
+    /* the delay is the database's, from now: counted from the pass's start
+     * it would wake the scheduler early by the pass's duration, before the
+     * schedule is due, and then no longer see it as coming due */
+    s->next_due = PQgetisnull(r, 0, 0) ? 0 : clock_now_s() + atof(PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
 }
@@ -294,7 +297,7 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
         return rc;
     if ((rc = backfill_step(s->d, &backfills, err, errlen)))
         return rc;
-    if ((rc = sched_next_due(s, t0, err, errlen)))
+    if ((rc = sched_next_due(s, err, errlen)))
         return rc;
     /* a run that ended (or timed out) frees a slot and may complete waits
      * and DAG triggers: look again at once */

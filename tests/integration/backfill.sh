@@ -146,8 +146,9 @@ SQL
     assert_eq t "$(sql "SELECT bool_and(data_interval_end = logical_date + interval '3 seconds')
         AND bool_and(extract(epoch FROM logical_date - (SELECT start_date FROM dagq.dag))::int % 3 = 0) FROM dagq.dag_run")" \
         "backfill and scheduler agree on the @every 3s intervals"
-    local runs
-    runs=$(sql "SELECT count(*) FROM dagq.dag_run WHERE state = 'success'")
-    assert_eq "$runs" "$(sort -u "$T_CASE/ran" | wc -l)" "every run ran"
-    assert_eq "$runs" "$(wc -l <"$T_CASE/ran")" "once"
+    local tries
+    tries=$(sql "SELECT count(*) FROM dagq.task_try")
+    assert_eq "$(sql "SELECT count(*) FROM dagq.task_instance")" "$tries" "one try per task instance"
+    assert_eq "$tries" "$(sort -u "$T_CASE/ran" | wc -l)" "every run's task ran"
+    assert_eq "$tries" "$(wc -l <"$T_CASE/ran")" "once"
 }
