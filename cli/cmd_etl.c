@@ -96,7 +96,7 @@ static int etl_check_wall_time(cmd_ctx *c, const char *opt, const char *v)
     PGresult *r;
     char what[32];
     snprintf(what, sizeof what, "--%s", opt);
-    int rc = etl_query(c, "cli_check_wall", "SELECT $1::timestamptz = ($1::timestamp AT TIME ZONE 'UTC')",
+    int rc = etl_query(c, "cli_check_wall", "SELECT $1::text::timestamptz = ($1::text::timestamp AT TIME ZONE 'UTC')",
                        1, p, &r, what);
     if (rc != DB_OK)
         return rc == DB_EQUERY ? CMD_USAGE : CMD_ERR;

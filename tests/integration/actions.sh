@@ -5,6 +5,13 @@
 
 . "$T_REPO/tests/etl_lib.sh"
 
+# A scheduler and a worker whose heartbeat is the default 5 s: a stop must
+# reach the try well before the next heartbeat would.
+actions_stack() {
+    start_scheduler sched
+    start_worker w1 --slots 4 --heartbeat-interval 5
+}
+
 # gone PID...: true when none of the processes is alive
 gone() {
     local p
@@ -74,7 +81,7 @@ SQL
 
 case_mark_failed_stops_a_running_try() {
     long_dag
-    start_stack 1
+    actions_stack
     local run
     run=$(sql "SELECT dagq.trigger_dag('long')")
     wait_until 30 "SELECT state FROM dagq.task_instance WHERE run_id = $run AND task_id = 'long'" running
@@ -99,7 +106,7 @@ case_stop_kills_a_long_task_within_a_second_and_starts_nothing_more() {
 INSERT INTO dagq.pool (pool, slots) VALUES ('closed', 0);
 INSERT INTO dagq.task (dag_id, task_id, command, pool) VALUES ('long', 'held', 'echo held >> ' || :'T' || '/ran', 'closed');
 SQL
-    start_stack 1
+    actions_stack
     local run out
     run=$(sql "SELECT dagq.trigger_dag('long')")
     wait_until 30 "SELECT state FROM dagq.task_instance WHERE run_id = $run AND task_id = 'long'" running
@@ -134,7 +141,7 @@ SQL
 
 case_run_timeout_stops_the_run_and_says_why() {
     long_dag ", dagrun_timeout" ", '3 seconds'"
-    start_stack 1
+    actions_stack
     local run
     run=$(sql "SELECT dagq.trigger_dag('long')")
     wait_until 30 "SELECT state FROM dagq.task_instance WHERE run_id = $run AND task_id = 'long'" running
