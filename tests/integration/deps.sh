@@ -6,7 +6,7 @@
 
 . "$T_REPO/tests/etl_lib.sh"
 
-# DAG src (extract -> load) and DAG dst whose task use waits for src.load
+# DAG src (extract -> load -> tail, 3 s) and DAG dst whose task use waits for src.load
 # (or src's whole run with UPSTREAM_TASK NULL); use -> report.
 deps_dags() { # UPSTREAM_TASK IF_UPSTREAM_FAILED [EXECUTION_TIMEOUT]
     sqlf <<SQL
@@ -14,10 +14,11 @@ INSERT INTO dagq.dag (dag_id) VALUES ('src'), ('dst');
 INSERT INTO dagq.task (dag_id, task_id, command) VALUES
   ('src', 'extract', 'true'),
   ('src', 'load', '[ -e ' || :'T' || '/fail ] && exit 1; sleep 1; echo load >> ' || :'T' || '/order'),
+  ('src', 'tail', 'sleep 3'),
   ('dst', 'report', 'echo report >> ' || :'T' || '/order');
 INSERT INTO dagq.task (dag_id, task_id, command, execution_timeout) VALUES
   ('dst', 'use', 'echo use >> ' || :'T' || '/order', ${3:-NULL});
-INSERT INTO dagq.task_dependency VALUES ('src', 'load', 'extract'), ('dst', 'report', 'use');
+INSERT INTO dagq.task_dependency VALUES ('src', 'load', 'extract'), ('src', 'tail', 'load'), ('dst', 'report', 'use');
 INSERT INTO dagq.task_external_dependency (dag_id, task_id, upstream_dag_id, upstream_task_id, if_upstream_failed)
 VALUES ('dst', 'use', 'src', $1, '$2');
 SQL
@@ -48,6 +49,10 @@ case_external_dependency_satisfied_without_holding_a_slot() {
     assert_eq t "$(sql "SELECT u.started_at >= l.ended_at FROM dagq.task_instance u, dagq.task_instance l
         WHERE u.run_id = $d AND u.task_id = 'use' AND l.run_id = $s AND l.task_id = 'load'")" \
         "use started after load ended (the database's timestamps)"
+    assert_eq success "$(wait_run "$s" 30)" "src's run"
+    assert_eq t "$(sql "SELECT u.started_at < r.ended_at FROM dagq.task_instance u, dagq.dag_run r
+        WHERE u.run_id = $d AND u.task_id = 'use' AND r.run_id = $s")" \
+        "and before src's run ended: it waited for the task, not the run"
     assert_eq "success|$s" "$(sql "SELECT state, upstream_run_id FROM dagq.external_waits WHERE run_id = $d")" \
         "the wait says which run decided it"
 }
