@@ -96,8 +96,9 @@ static int etl_check_wall_time(cmd_ctx *c, const char *opt, const char *v)
     PGresult *r;
     char what[32];
     snprintf(what, sizeof what, "--%s", opt);
-    int rc = etl_query(c, "cli_check_wall", "SELECT $1::text::timestamptz = ($1::text::timestamp AT TIME ZONE 'UTC')",
-                       1, p, &r, what);
+    int rc = etl_query(c, "cli_check_wall",
+                       "SELECT $1::text::timestamptz = ($1::text::timestamp AT TIME ZONE 'UTC')", 1,
+                       p, &r, what);
     if (rc != DB_OK)
         return rc == DB_EQUERY ? CMD_USAGE : CMD_ERR;
     int plain = PQgetvalue(r, 0, 0)[0] == 't';
@@ -190,8 +191,9 @@ int cmd_backfill(cmd_ctx *c)
                              c->conf};
     if (c->dry_run)
         return etl_backfill_plan(c, params);
-    static const char *sql = "SELECT dagq.backfill($1::text, $2::timestamp, $3::timestamp, $4::text,"
-                             " $5::boolean, $6::int, COALESCE($7::jsonb, '{}'::jsonb))";
+    static const char *sql =
+        "SELECT dagq.backfill($1::text, $2::timestamp, $3::timestamp, $4::text,"
+        " $5::boolean, $6::int, COALESCE($7::jsonb, '{}'::jsonb))";
     PGresult *r;
     if (etl_query(c, "cli_backfill", sql, 7, params, &r, NULL))
         return CMD_ERR;
@@ -229,10 +231,10 @@ int cmd_backfills(cmd_ctx *c)
         " WHERE $1::text IS NULL OR b.dag_id = $1::text"
         " ORDER BY b.backfill_id DESC";
     /* clang-format on */
-    static const char *headers[] = {
-        "BACKFILL", "DAG",     "FROM",    "TO",      "REPROCESS",  "ORDER",      "MAX ACTIVE",
-        "STATE",    "RUNS",    "WAITING", "RUNNING", "SUCCEEDED",  "FAILED",     "LEFT ALONE",
-        "BY",       "CREATED"};
+    static const char *headers[] = {"BACKFILL",  "DAG",        "FROM",       "TO",
+                                    "REPROCESS", "ORDER",      "MAX ACTIVE", "STATE",
+                                    "RUNS",      "WAITING",    "RUNNING",    "SUCCEEDED",
+                                    "FAILED",    "LEFT ALONE", "BY",         "CREATED"};
     const char *p[1] = {c->nargs > 0 ? c->args[0] : NULL};
     PGresult *r;
     if (etl_query(c, "cli_backfills", sql, 1, p, &r, "listing backfills"))

@@ -1,5 +1,5 @@
 /* backfill — the scheduler's side of backfills (the SQL is
- * sql/011e_etl_backfill.sql). Which backfill runs start, in their order
+ * sql/011f_etl_backfill.sql). Which backfill runs start, in their order
  * and within their caps, is decided with the DAGs' own runs in
  * dagq.runs_to_start (runs.h starts them); this step ends the backfills
  * whose every run has ended (dagq.finish_backfills) and says so. Called

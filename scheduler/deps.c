@@ -26,8 +26,9 @@ int deps_step(db *d, metrics *m, int *decided, int *expired, char *errbuf, size_
         char q[1024];
         metrics_ti_state(m, PQgetvalue(r, i, 4), "failed", 1);
         log_warn("task instance timed out waiting for other DAGs",
-                 "dag=%s run=%s task=%s ti=%s note=\"%s\"", PQgetvalue(r, i, 2), PQgetvalue(r, i, 1),
-                 PQgetvalue(r, i, 3), PQgetvalue(r, i, 0), log_quote(PQgetvalue(r, i, 5), q, sizeof q));
+                 "dag=%s run=%s task=%s ti=%s note=\"%s\"", PQgetvalue(r, i, 2),
+                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 3), PQgetvalue(r, i, 0),
+                 log_quote(PQgetvalue(r, i, 5), q, sizeof q));
     }
     PQclear(r);
     return DB_OK;

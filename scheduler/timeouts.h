@@ -1,5 +1,5 @@
 /* timeouts — runs that outlive their DAG's dagrun_timeout (the SQL is
- * dagq.time_out_runs in sql/011d_etl_actions.sql): each pass fails the
+ * dagq.time_out_runs in sql/011e_etl_actions.sql): each pass fails the
  * running runs past their deadline, stopping their running tries (their
  * workers see it within a second) and starting nothing more of them, with
  * a note saying why on the run and each task instance it ended, and

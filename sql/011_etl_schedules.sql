@@ -1,4 +1,4 @@
--- dagq metastore, migration 011 (ETL features, 1 of 6): schedules the
+-- dagq metastore, migration 011 (ETL features, 1 of 7): schedules the
 -- database can evaluate.
 --
 -- `schedule` also accepts `@every <duration>` (Dkron's: `@every 1h30m`,
@@ -8,7 +8,7 @@
 -- same checks and messages as cron_parse in common/cron.c; tests/cron_cases.tsv
 -- holds both to the same verdicts.
 --
--- Backfills are decided in the database (dagq.backfill, migration 011e), so
+-- Backfills are decided in the database (dagq.backfill, migration 011f), so
 -- the database must know a schedule's intervals: dagq.cron_fires is the
 -- evaluation of common/cron.c (cron_next) in SQL, set-wise: the wall-clock
 -- times a cron expression matches in the DAG's time zone, each mapped to an

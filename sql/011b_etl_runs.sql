@@ -1,8 +1,8 @@
--- dagq metastore, migration 011 (ETL features, 2 of 6): run types, one run
+-- dagq metastore, migration 011 (ETL features, 2 of 7): run types, one run
 -- per interval, run deadlines, backfill bookkeeping.
 --
--- Runs are 'scheduled', 'manual', 'backfill' (dagq.backfill, 011e) or
--- 'triggered' (a DAG trigger, 011c). A data interval of a DAG has at most
+-- Runs are 'scheduled', 'manual', 'backfill' (dagq.backfill, 011f) or
+-- 'triggered' (a DAG trigger, 011c and 011d). A data interval of a DAG has at most
 -- one scheduled, backfill or triggered run: one unique index covers the
 -- three, so a backfill and the DAG's own schedule, two backfills, or two
 -- schedulers never create two runs for one (dag_id, logical_date), whoever
@@ -11,7 +11,7 @@
 -- manual run alone, as it does any interval that has a run).
 --
 -- dag.dagrun_timeout fails a run that has not ended that long after it
--- started (011d). A run keeps the timeout it started with (frozen, as the
+-- started (011e). A run keeps the timeout it started with (frozen, as the
 -- rest of its definition) and its deadline; a clear or a mark that makes an
 -- ended run run again gives it its whole timeout again.
 
@@ -21,7 +21,7 @@ ALTER TABLE dagq.dag_run DROP CONSTRAINT dag_run_run_type_check;
 ALTER TABLE dagq.dag_run ADD CONSTRAINT dag_run_run_type_check
     CHECK (run_type IN ('scheduled', 'manual', 'backfill', 'triggered'));
 ALTER TABLE dagq.dag_run
-    ADD COLUMN backfill_id    bigint,      -- the backfill that runs it now (011e)
+    ADD COLUMN backfill_id    bigint,      -- the backfill that runs it now (011f)
     ADD COLUMN dagrun_timeout interval,    -- the DAG's, when the run started
     ADD COLUMN deadline       timestamptz, -- started_at + dagrun_timeout
     ADD COLUMN ext_pending    boolean NOT NULL DEFAULT false; -- ended; waits may follow (011c)
@@ -36,7 +36,7 @@ CREATE INDEX dag_run_deadline ON dagq.dag_run (deadline)
 CREATE INDEX dag_run_ext_pending ON dagq.dag_run (run_id) WHERE ext_pending;
 
 ------------------------------------------------------------------------------
--- Backfills (their functions are in 011e).
+-- Backfills (their functions are in 011f).
 ------------------------------------------------------------------------------
 
 CREATE TABLE dagq.backfill (

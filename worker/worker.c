@@ -22,7 +22,7 @@
 
 extern char **environ;
 
-#define KILL_GRACE_S 5.0 /* TERM, then KILL this long after */
+#define KILL_GRACE_S 5.0  /* TERM, then KILL this long after */
 #define CHECK_EVERY_S 0.5 /* how often running tries are checked against the metastore */
 
 /* A try this worker runs. */

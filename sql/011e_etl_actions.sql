@@ -1,4 +1,4 @@
--- dagq metastore, migration 011 (ETL features, 4 of 6): acting on a run.
+-- dagq metastore, migration 011 (ETL features, 5 of 7): acting on a run.
 --
 -- dagq.stop(run [, task]): the run's unfinished task instances (or the
 -- task's) end failed with the note "stopped by <role>", without retry;

@@ -1,4 +1,4 @@
--- dagq metastore, migration 011 (ETL features, 5 of 6): backfills.
+-- dagq metastore, migration 011 (ETL features, 6 of 7): backfills.
 --
 -- dagq.backfill(dag, from, to [, reprocess, reverse, max_active_runs, conf])
 -- decides, in one transaction, what every data interval of the DAG's

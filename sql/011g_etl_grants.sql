@@ -1,4 +1,4 @@
--- dagq metastore, migration 011 (ETL features, 6 of 6): who may do what
+-- dagq metastore, migration 011 (ETL features, 7 of 7): who may do what
 -- (the roles of 010).
 --
 --   operators (on the DAGs they may act on): dagq.backfill,
