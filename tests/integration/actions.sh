@@ -5,6 +5,9 @@
 
 . "$T_REPO/tests/etl_lib.sh"
 
+# the role the CLI acts as (it connects with $DAGQ_DATABASE_URL), which notes name
+ME=$(psql -X -At "$DAGQ_DATABASE_URL" -c "SELECT session_user")
+
 # A scheduler and a worker whose heartbeat is the default 5 s: a stop must
 # reach the try well before the next heartbeat would.
 actions_stack() {
@@ -66,12 +69,12 @@ SQL
     out=$("$T_BIN/dagq" mark "$run" a success) || fail "dagq mark: $out"
     assert_eq "marked 1 task instance success" "$out" "dagq mark says what it did"
     assert_eq success "$(wait_run "$run" 30)" "the run runs again and succeeds"
-    assert_eq "success|marked success by dagq|1" "$(sql "SELECT state, note, try_number FROM dagq.task_instance WHERE run_id = $run AND task_id = 'a'")" \
+    assert_eq "success|marked success by $ME|1" "$(sql "SELECT state, note, try_number FROM dagq.task_instance WHERE run_id = $run AND task_id = 'a'")" \
         "a is success by a user's decision, recorded"
     assert_eq "success success success" "$(sql "SELECT string_agg(state, ' ' ORDER BY task_id) FROM dagq.task_instance WHERE run_id = $run AND task_id IN ('b', 'c', 'on_failure')")" \
         "b and c followed the new state and ran"
     assert_eq "on_failure b c" "$(tr '\n' ' ' <"$T_CASE/ran" | sed 's/ $//')" "each once"
-    assert_eq "task_marked|success|marked success by dagq" "$(sql "SELECT event, state, note FROM dagq.event WHERE event = 'task_marked'")" \
+    assert_eq "task_marked|success|marked success by $ME" "$(sql "SELECT event, state, note FROM dagq.event WHERE event = 'task_marked'")" \
         "a task_marked event says who"
     # marked failed: downstreams that ran stay as they are; none is rerun
     sql "SELECT dagq.mark($run, 'c', 'failed')" >/dev/null
@@ -90,9 +93,9 @@ case_mark_failed_stops_a_running_try() {
     T0=$EPOCHREALTIME # committed
     killed_within 1 "$T_CASE/pid" "$T_CASE/child"
     assert_eq failed "$(wait_run "$run" 30)" "the run fails"
-    assert_eq "failed|1|marked failed by dagq" "$(sql "SELECT state, try_number, note FROM dagq.task_instance WHERE run_id = $run AND task_id = 'long'")" \
+    assert_eq "failed|1|marked failed by $ME" "$(sql "SELECT state, try_number, note FROM dagq.task_instance WHERE run_id = $run AND task_id = 'long'")" \
         "failed on its first try, by the user, without a retry"
-    assert_eq "failed|stopped: marked failed by dagq" "$(sql "SELECT y.state, y.note FROM dagq.task_try y JOIN dagq.task_instance t USING (ti_id)
+    assert_eq "failed|stopped: marked failed by $ME" "$(sql "SELECT y.state, y.note FROM dagq.task_try y JOIN dagq.task_instance t USING (ti_id)
         WHERE t.run_id = $run AND t.task_id = 'long'")" "its try was stopped"
     assert_eq upstream_failed "$(ti_state "$run" next)" "its downstream follows"
     sleep 2
@@ -115,15 +118,15 @@ SQL
     T0=$EPOCHREALTIME # committed
     killed_within 1 "$T_CASE/pid" "$T_CASE/child"
     assert_eq "stopped run $run: 3 task instances ended failed" "$out" "dagq stop says what it did"
-    assert_eq "failed|stopped by dagq" "$(sql "SELECT state, note FROM dagq.dag_run WHERE run_id = $run")" "the run ended failed, saying why"
-    assert_eq "held:failed:0:stopped by dagq before it started long:failed:1:stopped by dagq next:failed:0:stopped by dagq before it started" \
+    assert_eq "failed|stopped by $ME" "$(sql "SELECT state, note FROM dagq.dag_run WHERE run_id = $run")" "the run ended failed, saying why"
+    assert_eq "held:failed:0:stopped by $ME before it started long:failed:1:stopped by $ME next:failed:0:stopped by $ME before it started" \
         "$(sql "SELECT string_agg(task_id || ':' || state || ':' || try_number || ':' || note, ' ' ORDER BY task_id) FROM dagq.task_instance WHERE run_id = $run")" \
         "the running try failed without a retry, the others did not start"
     sql "UPDATE dagq.pool SET slots = 1 WHERE pool = 'closed'" >/dev/null
     sleep 3
     assert_eq 1 "$(sql "SELECT count(*) FROM dagq.task_try")" "no try started after the stop"
     assert_eq "" "$(cat "$T_CASE/ran" "$T_CASE/survived" 2>/dev/null)" "nothing else ran, no child survived"
-    assert_eq "failed|stopped by dagq" "$(sql "SELECT state, note FROM dagq.task_try")" "the try's record says it was stopped"
+    assert_eq "failed|stopped by $ME" "$(sql "SELECT state, note FROM dagq.task_try")" "the try's record says it was stopped"
     assert_eq 1 "$(sql "SELECT count(*) FROM dagq.event WHERE event = 'run_failed' AND run_id = $run")" "a run_failed event"
     # one task of another run
     local r2

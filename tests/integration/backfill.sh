@@ -152,3 +152,30 @@ SQL
     assert_eq "$tries" "$(sort -u "$T_CASE/ran" | wc -l)" "every run's task ran"
     assert_eq "$tries" "$(wc -l <"$T_CASE/ran")" "once"
 }
+
+case_backfill_survives_a_killed_scheduler_postgres_and_broker() {
+    sqlf <<'SQL'
+INSERT INTO dagq.dag (dag_id, schedule, start_date, end_date, catchup) VALUES ('f', '@hourly', '2024-04-01', '2024-12-31', false);
+INSERT INTO dagq.task (dag_id, task_id, command) VALUES ('f', 't', 'sleep 0.5; echo {{ ts }} >> ' || :'T' || '/ran');
+SQL
+    start_scheduler s1
+    start_worker w1 --slots 4
+    local b
+    b=$("$T_BIN/dagq" backfill f --from '2024-04-01 00:00' --to '2024-04-01 11:00' --max-active-runs 2) || fail "backfill"
+    wait_until 30 "SELECT count(*) >= 3 FROM dagq.dag_run WHERE backfill_id = $b AND state = 'success'" t
+    kill9 s1
+    start_scheduler s2
+    wait_until 30 "SELECT count(*) >= 5 FROM dagq.dag_run WHERE backfill_id = $b AND state = 'success'" t
+    pg_kill
+    sleep 1
+    pg_restart || fail "PostgreSQL did not come back"
+    wait_until 30 "SELECT count(*) >= 7 FROM dagq.dag_run WHERE backfill_id = $b AND state = 'success'" t
+    if [ "$T_BROKER" = redis ]; then redis_restart; else kafka_restart; fi
+    assert_eq done "$(wait_backfill "$b" 120)" "the backfill ends"
+    assert_eq "12|12|success" "$(sql "SELECT count(*), count(DISTINCT logical_date), min(state) FROM dagq.dag_run WHERE backfill_id = $b")" \
+        "each of the 12 intervals once, all succeeded"
+    assert_le "$(max_overlap "WHERE r.backfill_id = $b")" 2 "runs at once"
+    assert_eq 12 "$(sort -u "$T_CASE/ran" | wc -l)" "every interval ran"
+    assert_eq "$(sql "SELECT count(*) FROM dagq.task_try")" "$(wc -l <"$T_CASE/ran")" "once per try"
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.task_instance WHERE try_number > 1")" "no try lost to a fault"
+}
