@@ -314,8 +314,8 @@ int cmd_etl_dags(cmd_ctx *c)
     if (etl_query(c, "cli_dag_waits", sql, 0, NULL, &r, "listing what DAGs wait on"))
         return CMD_ERR;
     if (PQntuples(r) > 0) {
-        printf("\nwhat DAGs wait on (a task: dagq.task_external_dependency; a run, task -: "
-               "dagq.dag_trigger):\n");
+        printf("\nwhat DAGs wait on (dagq.dag_waits_on; TASK - : the DAG's runs, by a DAG "
+               "trigger):\n");
         etl_print(r, headers, "ttttt");
     }
     PQclear(r);
