@@ -1,7 +1,8 @@
-/* cmd — the commands of the dagq CLI, one function each. They read and
- * write the metastore only through named, parameterised statements and the
- * SQL functions of sql/004_functions.sql (dagq.trigger_dag, dagq.clear,
- * dagq.pause, dagq.unpause), so the CLI does exactly what a psql user can.
+/* cmd — the commands of the dagq CLI, one function each (the ETL commands,
+ * backfill, mark and stop, are in cmd_etl.h). They read and write the
+ * metastore only through named, parameterised statements and the SQL
+ * functions of sql/ (dagq.trigger_dag, dagq.clear, dagq.pause,
+ * dagq.unpause), so the CLI does exactly what a psql user can.
  * Results go to stdout; an error is one line on stderr, "dagq: ...". */
 #ifndef DAGQ_CMD_H
 #define DAGQ_CMD_H
@@ -31,6 +32,11 @@ typedef struct cmd_ctx {
     const char *token_name;         /* tokens create: --name */
     const char *token_role;         /* tokens create: --role */
     const char *expires;            /* tokens create: --expires, or NULL */
+    const char *from, *to;          /* backfill: --from, --to, or NULL */
+    const char *reprocess;          /* backfill: --reprocess (none, failed, all) */
+    int reverse;                    /* backfill: --reverse */
+    long long max_active_runs;      /* backfill: --max-active-runs, 0 when not given */
+    int dry_run;                    /* backfill: --dry-run */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -5,6 +5,7 @@
 #include "cmd.h"
 #include "cmd_alerts.h"
 #include "cmd_tokens.h"
+#include "cmd_etl.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -28,6 +29,9 @@ static char *opt_dag;
 static int opt_undelivered;
 static long long opt_wait;
 static char *opt_token_name, *opt_token_role, *opt_expires;
+static char *opt_from, *opt_to, *opt_reprocess;
+static int opt_reverse, opt_dry_run;
+static long long opt_max_active_runs;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -35,15 +39,28 @@ static const config_option cli_options[] = {
     {"database-url", CONFIG_SECRET, NULL,
      "metastore conninfo or URI (unset: libpq's defaults, PGHOST ...)", &opt_database_url},
     {"log-level", CONFIG_STRING, "error", "debug, info, warn or error", &opt_log_level},
-    {"conf", CONFIG_STRING, NULL, "trigger: the run's conf, a JSON object", &opt_conf},
+    {"conf", CONFIG_STRING, NULL, "trigger, backfill: the runs' conf, a JSON object", &opt_conf},
     {"logical-date", CONFIG_STRING, NULL,
      "trigger: the run's logical date (default now; UTC unless a zone is given)",
      &opt_logical_date},
     {"limit", CONFIG_INT, "50", "runs, alerts: show at most N rows", &opt_limit, 1, 1000000},
     {"try", CONFIG_INT, NULL, "logs: the try to show (default: the latest with a log)", &opt_try, 1,
      INT_MAX},
-    {"downstream", CONFIG_FLAG, NULL, "clear: also clear the tasks downstream of TASK_ID",
+    {"downstream", CONFIG_FLAG, NULL, "clear, mark: also the task instances downstream of TASK_ID",
      &opt_downstream},
+    {"from", CONFIG_STRING, NULL,
+     "backfill: the first logical date (a date or a wall-clock time in the DAG's time zone)",
+     &opt_from},
+    {"to", CONFIG_STRING, NULL, "backfill: the last logical date (included), as --from", &opt_to},
+    {"reprocess", CONFIG_STRING, "none",
+     "backfill: an interval that has a run: none (leave it), failed (rerun it if it failed), all",
+     &opt_reprocess},
+    {"reverse", CONFIG_FLAG, NULL, "backfill: run the newest interval first", &opt_reverse},
+    {"max-active-runs", CONFIG_INT, NULL,
+     "backfill: most of its runs at once (default: the DAG's max_active_runs)",
+     &opt_max_active_runs, 1, 10000},
+    {"dry-run", CONFIG_FLAG, NULL,
+     "backfill: print the intervals and what each gets; change nothing", &opt_dry_run},
     {"broker-url", CONFIG_SECRET, NULL,
      "queues: the broker (redis://... or kafka://...) whose backlog to show", &opt_broker_url},
     {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
@@ -68,7 +85,7 @@ typedef struct cli_command {
     const char *name;        /* one or two words: "db migrate" */
     const char *synopsis;    /* arguments and options, for usage lines */
     int min_args, max_args;  /* positional arguments after the name */
-    const char *argnames[2]; /* for "missing argument" errors */
+    const char *argnames[3]; /* for "missing argument" errors */
     const char *options;     /* the non-global options it takes: ",conf,logical-date," */
     const char *help;
     cmd_fn fn; /* NULL: help */
@@ -83,7 +100,14 @@ static const cli_command cli_commands[] = {
      "",
      "apply missing migrations; prints how many and the current one",
      cmd_db_migrate},
-    {"dags", "", 0, 0, {NULL}, "", "list DAGs with their schedule, state and next run", cmd_dags},
+    {"dags",
+     "",
+     0,
+     0,
+     {NULL},
+     "",
+     "list DAGs with their schedule, state and next run, and what they wait on",
+     cmd_etl_dags},
     {"trigger",
      "DAG [--conf JSON] [--logical-date TS]",
      1,
@@ -110,6 +134,47 @@ static const cli_command cli_commands[] = {
      ",downstream,",
      "set finished task instances back to scheduled",
      cmd_clear},
+    {"mark",
+     "RUN_ID TASK_ID success|failed [--downstream]",
+     3,
+     3,
+     {"RUN_ID", "TASK_ID", "success|failed"},
+     ",downstream,",
+     "set a task instance's state as your decision (a running try is stopped)",
+     cmd_mark},
+    {"stop",
+     "RUN_ID [TASK_ID]",
+     1,
+     2,
+     {"RUN_ID", "TASK_ID"},
+     "",
+     "stop a run (or one task): running tries are killed, the rest do not start",
+     cmd_stop},
+    {"backfill cancel",
+     "BACKFILL_ID",
+     1,
+     1,
+     {"BACKFILL_ID"},
+     "",
+     "cancel a backfill: its runs that have not started are deleted",
+     cmd_backfill_cancel},
+    {"backfill",
+     "DAG --from DATE --to DATE [--reprocess none|failed|all] [--reverse] [--max-active-runs N] "
+     "[--conf JSON] [--dry-run]",
+     1,
+     1,
+     {"DAG"},
+     ",from,to,reprocess,reverse,max-active-runs,conf,dry-run,",
+     "run every interval of DAG's schedule whose logical date lies in the range; prints its id",
+     cmd_backfill},
+    {"backfills",
+     "[DAG]",
+     0,
+     1,
+     {"DAG"},
+     "",
+     "list backfills with their progress, newest first",
+     cmd_backfills},
     {"pause", "DAG", 1, 1, {"DAG"}, "", "stop creating runs and queueing tasks", cmd_pause},
     {"unpause", "DAG", 1, 1, {"DAG"}, "", "resume DAG", cmd_unpause},
     {"workers", "", 0, 0, {NULL}, "", "list workers (no heartbeat for 60 s: lost)", cmd_workers},
@@ -156,11 +221,12 @@ static void cli_usage(FILE *out)
 {
     fprintf(out, "usage: dagq [OPTIONS] COMMAND [ARGS]\n\n"
                  "The dagq admin CLI: DAGs, runs, task instances, logs and workers of the\n"
-                 "PostgreSQL metastore; triggers, clears and pauses through the same SQL\n"
-                 "functions (dagq.trigger_dag, dagq.clear, dagq.pause, dagq.unpause) a psql\n"
-                 "user calls.\n\ncommands:\n");
+                 "PostgreSQL metastore; triggers, clears, pauses, backfills, marks and stops\n"
+                 "through the same SQL functions (dagq.trigger_dag, dagq.clear, dagq.pause,\n"
+                 "dagq.unpause, dagq.backfill, dagq.mark, dagq.stop) a psql user calls.\n\n"
+                 "commands:\n");
     for (const cli_command *c = cli_commands; c->name; c++) {
-        char left[96];
+        char left[256];
         snprintf(left, sizeof left, "%s%s%s", c->name, *c->synopsis ? " " : "", c->synopsis);
         if (strlen(left) > 36)
             fprintf(out, "  %s\n  %-36s  %s\n", left, "", c->help);
@@ -354,6 +420,12 @@ int main(int argc, char **argv)
         .token_name = opt_token_name,
         .token_role = opt_token_role,
         .expires = opt_expires,
+        .from = opt_from,
+        .to = opt_to,
+        .reprocess = opt_reprocess,
+        .reverse = opt_reverse,
+        .max_active_runs = opt_max_active_runs,
+        .dry_run = opt_dry_run,
     };
     status = c->fn(&ctx);
 

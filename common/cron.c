@@ -9,8 +9,10 @@
  * database first, because glibc silently falls back to UTC for a TZ it cannot
  * load.
  *
- * sql/002_cron_check.sql repeats the parser in PL/pgSQL (dagq.cron_check):
- * change both together, and tests/cron_cases.tsv with them. */
+ * sql/002_cron_check.sql repeats the parser in PL/pgSQL (dagq.cron_check;
+ * sql/011_etl_schedules.sql adds @every and @once), and sql/011 also ports
+ * the evaluation (dagq.cron_fires, for backfills): change them together, and
+ * tests/cron_cases.tsv and tests/cron_next_cases.sh with them. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* tm_gmtoff */
 #endif
@@ -28,12 +30,14 @@
 #include <unistd.h>
 
 struct cron_expr {
-    uint64_t minute; /* bit n: minute n, 0-59 */
-    uint32_t hour;   /* 0-23 */
-    uint32_t dom;    /* 1-31 */
-    uint16_t month;  /* 1-12 */
-    uint8_t dow;     /* 0-6, Sunday 0 (7 is folded into 0) */
-    int dom_star;    /* the field's text starts with '*' (Vixie's DOM_STAR) */
+    cron_kind kind;
+    long long every_s; /* CRON_EVERY: the period in seconds */
+    uint64_t minute;   /* bit n: minute n, 0-59 */
+    uint32_t hour;     /* 0-23 */
+    uint32_t dom;      /* 1-31 */
+    uint16_t month;    /* 1-12 */
+    uint8_t dow;       /* 0-6, Sunday 0 (7 is folded into 0) */
+    int dom_star;      /* the field's text starts with '*' (Vixie's DOM_STAR) */
     int dow_star;
 };
 
@@ -265,6 +269,44 @@ static int cron_split(const char *expr, const char **start, int *len, int max)
     }
 }
 
+/* The duration of `@every`: one or more <digits><unit>, units d h m s (lower
+ * case) from the largest down, each at most once, adding up to 1s .. 365d.
+ * dagq.cron_check (sql/011_etl_schedules.sql) makes the same checks in the
+ * same order, with the same messages. */
+static int cron_parse_duration(const char *text, int len, long long *out, char *errbuf,
+                               size_t errlen)
+{
+    static const char units[] = "dhms";
+    static const long long unit_s[] = {86400, 3600, 60, 1};
+    long long total = 0;
+    int next_unit = 0; /* units before this one are used up */
+    int i = 0;
+    while (i < len) {
+        long long v = 0;
+        int digits = 0;
+        while (i < len && cron_is_digit(text[i])) {
+            if (v < 1000000000LL)
+                v = v * 10 + (text[i] - '0');
+            i++, digits++;
+        }
+        const char *u = i < len ? strchr(units, text[i]) : NULL;
+        if (!digits || !u || !text[i] || (int)(u - units) < next_unit)
+            return cron_fail(errbuf, errlen,
+                             "@every: duration \"%.*s\" is not valid: use whole numbers with the "
+                             "units d, h, m, s, largest first, each once (e.g. 1h30m)",
+                             len, text);
+        next_unit = (int)(u - units) + 1;
+        total += v * unit_s[u - units];
+        if (total > 1000000000LL)
+            total = 1000000000LL;
+        i++;
+    }
+    if (total < 1 || total > 365LL * 86400)
+        return cron_fail(errbuf, errlen, "@every: %.*s is out of range 1s-365d", len, text);
+    *out = total;
+    return 0;
+}
+
 static int cron_parse_fields(const char *expr, cron_expr *c, char *errbuf, size_t errlen)
 {
     const char *start[5];
@@ -282,6 +324,21 @@ static int cron_parse_fields(const char *expr, cron_expr *c, char *errbuf, size_
                 return cron_parse_fields(cron_macros[i].expansion, c, errbuf, errlen);
             }
         }
+        if (cron_word_eq(start[0], (size_t)len[0], "@once")) {
+            if (n > 1)
+                return cron_fail(errbuf, errlen, "unexpected text after %.*s", len[0], start[0]);
+            c->kind = CRON_ONCE;
+            return 0;
+        }
+        if (cron_word_eq(start[0], (size_t)len[0], "@every")) {
+            if (n == 1)
+                return cron_fail(errbuf, errlen, "@every needs a duration, e.g. @every 1h30m");
+            if (n > 2)
+                return cron_fail(errbuf, errlen, "unexpected text after %.*s %.*s", len[0],
+                                 start[0], len[1], start[1]);
+            c->kind = CRON_EVERY;
+            return cron_parse_duration(start[1], len[1], &c->every_s, errbuf, errlen);
+        }
         if (cron_word_eq(start[0], (size_t)len[0], "@reboot"))
             return cron_fail(errbuf, errlen, "@reboot is not supported");
         return cron_fail(errbuf, errlen, "unknown macro %.*s", len[0], start[0]);
@@ -293,6 +350,8 @@ static int cron_parse_fields(const char *expr, cron_expr *c, char *errbuf, size_
     for (int i = 0; i < 5; i++)
         if (cron_parse_field(&cron_fields[i], start[i], len[i], &bits[i], errbuf, errlen) < 0)
             return -1;
+    c->kind = CRON_CRON;
+    c->every_s = 0;
     c->minute = bits[0];
     c->hour = (uint32_t)bits[1];
     c->dom = (uint32_t)bits[2];
@@ -305,7 +364,7 @@ static int cron_parse_fields(const char *expr, cron_expr *c, char *errbuf, size_
 
 int cron_parse(const char *expr, cron_expr **out, char *errbuf, size_t errlen)
 {
-    cron_expr tmp;
+    cron_expr tmp = {0};
     *out = NULL;
     if (!expr)
         return cron_fail(errbuf, errlen, "empty expression");
@@ -319,6 +378,16 @@ int cron_parse(const char *expr, cron_expr **out, char *errbuf, size_t errlen)
 void cron_free(cron_expr *c)
 {
     mem_free(c);
+}
+
+cron_kind cron_get_kind(const cron_expr *c)
+{
+    return c->kind;
+}
+
+long long cron_every_seconds(const cron_expr *c)
+{
+    return c->kind == CRON_EVERY ? c->every_s : 0;
 }
 
 /* ---- calendar ---------------------------------------------------------- */
@@ -645,6 +714,8 @@ int cron_next(const cron_expr *c, const char *tz, time_t after, time_t *next, ch
     cron_zone z;
     if (!c || !next)
         return cron_fail(errbuf, errlen, "no expression or no result");
+    if (c->kind != CRON_CRON)
+        return cron_fail(errbuf, errlen, "@every and @once have no fire times of their own");
     if ((int64_t)after < CRON_T_MIN || (int64_t)after > CRON_T_MAX)
         return cron_fail(errbuf, errlen, "time %lld is out of range", (long long)after);
     if (cron_zone_enter(&z, tz, errbuf, errlen) < 0)
@@ -676,6 +747,8 @@ int cron_prev(const cron_expr *c, const char *tz, time_t at, time_t *prev, char 
     cron_zone z;
     if (!c || !prev)
         return cron_fail(errbuf, errlen, "no expression or no result");
+    if (c->kind != CRON_CRON)
+        return cron_fail(errbuf, errlen, "@every and @once have no fire times of their own");
     if ((int64_t)at < CRON_T_MIN || (int64_t)at > CRON_T_MAX)
         return cron_fail(errbuf, errlen, "time %lld is out of range", (long long)at);
     if (cron_zone_enter(&z, tz, errbuf, errlen) < 0)

@@ -7,6 +7,13 @@
  * restricted (neither starts with `*`), a day matches if either matches.
  * Macros: @hourly @daily (= @midnight) @weekly @monthly @yearly (= @annually).
  *
+ * Two more schedules parse here but are not cron expressions: `@every
+ * <duration>` (Dkron's; e.g. `@every 1h30m`: units d h m s, largest first,
+ * 1s to 365d) fires every duration measured from an anchor, the DAG's
+ * start_date, and `@once` fires once, at the anchor. cron_get_kind tells
+ * them apart; cron_next and cron_prev refuse them (the scheduler's
+ * timetable evaluates them).
+ *
  * Times are matched against wall-clock time in the time zone. Across DST:
  * a wall-clock time that does not exist (spring forward) fires at the first
  * instant after the gap (02:30 in a 02:00->03:00 gap fires at 03:00 local);
@@ -21,6 +28,12 @@
 
 typedef struct cron_expr cron_expr; /* opaque */
 
+typedef enum cron_kind {
+    CRON_CRON,  /* five fields or a macro that stands for them */
+    CRON_EVERY, /* @every <duration> */
+    CRON_ONCE,  /* @once */
+} cron_kind;
+
 /* Parses expr. Returns 0 and a new *out (free with cron_free), or -1 with the
  * problem in errbuf, naming the field: "hour: 25 is out of range 0-23". */
 /* Days since 1970-01-01 to a proleptic Gregorian date (y, m 1-12, d 1-31),
@@ -29,6 +42,10 @@ void cron_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 
 int cron_parse(const char *expr, cron_expr **out, char *errbuf, size_t errlen);
 void cron_free(cron_expr *c);
+
+cron_kind cron_get_kind(const cron_expr *c);
+/* The period of an @every schedule in seconds (0 for the other kinds). */
+long long cron_every_seconds(const cron_expr *c);
 
 /* The first instant strictly after `after` (unix seconds) at which c fires in
  * time zone tz (an IANA name such as "Europe/Berlin"; NULL or "" means UTC).

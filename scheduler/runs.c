@@ -54,7 +54,8 @@ static int runs_contain(db *d, metrics *m, const char *sp, const char *dag_id, c
     return runs_park(d, m, dag_id, why, errbuf, errlen);
 }
 
-/* The due DAGs: scheduled, unpaused, unparked, below max_active_runs, with
+/* The due DAGs: scheduled, unpaused, unparked, below max_active_runs (a
+ * backfill's runs waiting for their turn do not count), with
  * every time converted so that no stored value can fail the query (a value
  * out of range comes back as a problem to park the DAG for). */
 static const char *const runs_due_sql =
@@ -72,7 +73,8 @@ static const char *const runs_due_sql =
     "          dagq.date_problem('end_date', d.end_date))"
     " FROM dagq.dag d"
     " CROSS JOIN LATERAL (SELECT count(*) AS n FROM dagq.dag_run x"
-    "                      WHERE x.dag_id = d.dag_id AND x.state IN ('queued', 'running')) a"
+    "                      WHERE x.dag_id = d.dag_id AND (x.state = 'running'"
+    "                        OR (x.state = 'queued' AND x.backfill_id IS NULL))) a"
     " WHERE d.schedule IS NOT NULL AND NOT d.is_paused AND d.parked_reason IS NULL"
     "   AND (d.next_dagrun_end IS NULL OR d.next_dagrun_end <= clock_timestamp())"
     "   AND a.n < d.max_active_runs"
@@ -284,17 +286,10 @@ int runs_start(db *d, metrics *m, int max, int *started, long long *tis, char *e
     snprintf(lim, sizeof lim, "%d", max);
     const char *lp[1] = {lim};
     PGresult *r;
-    int rc = db_query(
-        d, "runs_startable",
-        "SELECT q.run_id, q.dag_id FROM ("
-        "  SELECT r.run_id, r.dag_id, r.logical_date,"
-        "   row_number() OVER (PARTITION BY r.dag_id ORDER BY r.logical_date, r.run_id) AS rk"
-        "  FROM dagq.dag_run r WHERE r.state = 'queued') q"
-        " JOIN dagq.dag d ON d.dag_id = q.dag_id"
-        " WHERE NOT d.is_paused AND d.parked_reason IS NULL AND q.rk <= d.max_active_runs -"
-        "  (SELECT count(*) FROM dagq.dag_run x WHERE x.dag_id = q.dag_id AND x.state = 'running')"
-        " ORDER BY q.logical_date, q.run_id LIMIT $1::int",
-        1, lp, &r, errbuf, errlen);
+    /* which runs may start (max_active_runs, backfills' order and caps) is
+     * the database's decision; a backfill's reruns are done in it */
+    int rc = db_query(d, "runs_startable", "SELECT run_id, dag_id FROM dagq.runs_to_start($1)", 1,
+                      lp, &r, errbuf, errlen);
     if (rc)
         return rc;
     for (int i = 0; i < PQntuples(r); i++) {

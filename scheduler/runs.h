@@ -24,10 +24,11 @@
  * be NULL. */
 int runs_create(db *d, metrics *m, int *created, char *errbuf, size_t errlen);
 
-/* Starts at most max queued runs that max_active_runs allows (oldest first),
- * rendering their commands; a command that does not render fails its task
- * instance with the reason as its note. *started counts started runs and
- * *tis their task instances. Returns DB_OK or a db error code. */
+/* Starts at most max queued runs that max_active_runs allows (oldest first;
+ * then backfills' runs in their order, within their own caps: the database
+ * decides, dagq.runs_to_start), rendering their commands; a command that does not render fails its
+ * task instance with the reason as its note. *started counts started runs and *tis their task
+ * instances. Returns DB_OK or a db error code. */
 int runs_start(db *d, metrics *m, int max, int *started, long long *tis, char *errbuf,
                size_t errlen);
 

@@ -1,11 +1,14 @@
 #include "sched.h"
 
+#include "backfill.h"
 #include "clock.h"
+#include "deps.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
 #include "recover.h"
 #include "runs.h"
+#include "timeouts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +32,7 @@ struct sched {
     int repushed_once;     /* the startup re-push has been done */
     int want_create;       /* a run ended: look for due runs at once */
     double next_dag_due;   /* monotonic time a schedule comes due; 0: none */
-    double next_retry_due; /* monotonic time a retry comes due; 0: none */
+    double next_timer_due; /* monotonic time a retry comes due; 0: none */
     msg_task *pending;     /* committed, not yet pushed */
     int npending, cappending;
     char last_error[1024];
@@ -80,8 +83,8 @@ const char *sched_last_error(const sched *s)
 int sched_wait_ms(const sched *s, int poll_ms)
 {
     double due = s ? s->next_dag_due : 0;
-    if (s && s->next_retry_due && (!due || s->next_retry_due < due))
-        due = s->next_retry_due;
+    if (s && s->next_timer_due && (!due || s->next_timer_due < due))
+        due = s->next_timer_due;
     if (!due)
         return poll_ms;
     double ms = (due - clock_now_s()) * 1000.0 + 1.0;
@@ -214,20 +217,30 @@ static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
     return 0;
 }
 
-/* When the next retry comes due (the ones already due wait for a freed
- * slot, which wakes the scheduler by itself). Cheap (one index probe): read
- * after every pass, since any task's end may have set one. */
-static int sched_next_retry(sched *s, double t0, char *err, size_t errlen)
+/* When the next timer comes due: a retry, a run's deadline (dagrun_timeout)
+ * or a wait's (an external dependency's execution_timeout); the ones already
+ * due wait for a freed slot, which wakes the scheduler by itself. Cheap
+ * (index probes): read after every pass, since any task's end may have set
+ * one. The delay is the database's, from now: counted from the pass's start
+ * it would wake the scheduler early by the pass's duration, before the
+ * thing is due. */
+static int sched_next_timer(sched *s, char *err, size_t errlen)
 {
     PGresult *r;
-    int rc = db_query(s->d, "sched_next_retry",
-                      "SELECT extract(epoch FROM min(t.next_retry_at) - clock_timestamp())::float8"
-                      " FROM dagq.task_instance t"
-                      " WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()",
-                      0, NULL, &r, err, errlen);
+    int rc = db_query(
+        s->d, "sched_next_timer",
+        "SELECT extract(epoch FROM LEAST("
+        " (SELECT min(t.next_retry_at) FROM dagq.task_instance t"
+        "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
+        " (SELECT min(r.deadline) FROM dagq.dag_run r"
+        "   WHERE r.state = 'running' AND r.deadline > clock_timestamp()),"
+        " (SELECT min(t.ext_deadline) FROM dagq.task_instance t"
+        "   WHERE t.state = 'scheduled' AND t.ext_deadline > clock_timestamp()))"
+        " - clock_timestamp())::float8",
+        0, NULL, &r, err, errlen);
     if (rc)
         return rc;
-    s->next_retry_due = PQgetisnull(r, 0, 0) ? 0 : t0 + atof(PQgetvalue(r, 0, 0));
+    s->next_timer_due = PQgetisnull(r, 0, 0) ? 0 : clock_now_s() + atof(PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
 }
@@ -236,7 +249,7 @@ static int sched_next_retry(sched *s, double t0, char *err, size_t errlen)
  * scheduled DAG that could get a run (not paused, parked or at its
  * max_active_runs; one not computed yet is due now). Read in the passes
  * that create runs (at most about once a second), and when a DAG changes. */
-static int sched_next_dag(sched *s, double t0, char *err, size_t errlen)
+static int sched_next_dag(sched *s, char *err, size_t errlen)
 {
     PGresult *r;
     int rc =
@@ -252,12 +265,13 @@ static int sched_next_dag(sched *s, double t0, char *err, size_t errlen)
     if (rc)
         return rc;
     /* a DAG whose next interval is not computed yet is due now */
+    double now = clock_now_s();
     int uncomputed = !PQgetisnull(r, 0, 0) && PQgetvalue(r, 0, 0)[0] == 't';
     double in = PQgetisnull(r, 0, 1) ? -1 : atof(PQgetvalue(r, 0, 1));
     if (uncomputed)
-        s->next_dag_due = t0;
+        s->next_dag_due = now;
     else
-        s->next_dag_due = PQgetisnull(r, 0, 1) ? 0 : t0 + (in > 0 ? in : 0);
+        s->next_dag_due = PQgetisnull(r, 0, 1) ? 0 : now + (in > 0 ? in : 0);
     PQclear(r);
     return 0;
 }
@@ -302,7 +316,7 @@ static int sched_housekeeping(sched *s, double t0, char *err, size_t errlen)
  * once. */
 static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *err, size_t errlen)
 {
-    int rc, n, full = 0, finished = 0;
+    int rc, n, full = 0, finished = 0, timed_out = 0, decided, expired, backfills;
     long long tis;
     /* a wake may come a hair before the due time the database computed */
     int create =
@@ -313,16 +327,25 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
         return rc;
     if (housekeeping && (rc = sched_housekeeping(s, t0, err, errlen)))
         return rc;
+    if ((rc = timeouts_step(s->d, s->conf.metrics, &timed_out, err, errlen)))
+        return rc;
     if ((rc = runs_start(s->d, s->conf.metrics, SCHED_START_MAX, &n, &tis, err, errlen)))
+        return rc;
+    if ((rc = deps_step(s->d, s->conf.metrics, &decided, &expired, err, errlen)))
         return rc;
     if ((rc = sched_queue(s, &full, err, errlen)))
         return rc;
     if ((rc = sched_finish_runs(s, &finished, err, errlen)))
         return rc;
-    if ((rc = sched_next_retry(s, t0, err, errlen)))
+    if ((rc = backfill_step(s->d, &backfills, err, errlen)))
         return rc;
-    if (create && (rc = sched_next_dag(s, t0, err, errlen)))
+    if ((rc = sched_next_timer(s, err, errlen)))
         return rc;
+    if (create && (rc = sched_next_dag(s, err, errlen)))
+        return rc;
+    /* a run that ended (or timed out) frees a slot and may complete waits
+     * and DAG triggers: look again at once */
+    finished += timed_out;
     s->want_create = finished > 0;
     *more = full || finished > 0 || n >= SCHED_START_MAX;
     return 0;

@@ -7,9 +7,12 @@
  * holds the lock; messages are pushed after COMMIT (DESIGN.md). In a pass:
  * runs due by schedule are created (at housekeeping, when a run ended, or
  * when the next schedule is due), zombies judged and lost messages re-pushed
- * (housekeeping), queued runs started, trigger rules settled, ready tries
- * queued, finished runs ended. Run creation and queueing happen in the same
- * pass, so neither starves the other. */
+ * (housekeeping), runs past their dagrun_timeout failed (timeouts.h),
+ * queued runs and backfill runs started (runs.h), waits on other DAGs
+ * decided (deps.h), trigger rules settled, ready tries queued, finished
+ * runs ended (firing DAG triggers), finished backfills ended (backfill.h).
+ * Run creation and queueing happen in the same pass, so neither starves
+ * the other. */
 #ifndef DAGQ_SCHED_H
 #define DAGQ_SCHED_H
 

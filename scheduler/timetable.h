@@ -2,14 +2,20 @@
  * Airflow's semantics: a scheduled run covers [start, end) between two
  * consecutive cron fire times, has logical_date = start, and is created once
  * end has passed. With catchup, every missed interval since start_date is
- * created in order; without it, only the latest complete one. */
+ * created in order; without it, only the latest complete one.
+ *
+ * `@every <duration>` fires at start_date + k * duration (created_at without
+ * a start_date), with the same interval rules; `@once` has one interval,
+ * [start_date, start_date], and nothing after it. The database evaluates
+ * the same schedules for backfills (dagq.schedule_intervals in
+ * sql/011_etl_schedules.sql), to the second. */
 #ifndef DAGQ_TIMETABLE_H
 #define DAGQ_TIMETABLE_H
 
 #include <stddef.h>
 
 typedef struct timetable_dag {
-    const char *schedule; /* cron expression or macro */
+    const char *schedule; /* cron expression, macro, @every <duration> or @once */
     const char *timezone;
     long long start_date; /* unix seconds; 0 = none (then created_at counts) */
     long long end_date;   /* 0 = none */

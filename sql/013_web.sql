@@ -433,19 +433,6 @@ EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
 END;
 $$;
 
--- Is an operator function of a later migration there yet? Raises 0A000
--- (dagq-web answers 501) naming it when not.
-CREATE FUNCTION dagq.api_require_function(p_signature text) RETURNS void
-LANGUAGE plpgsql STABLE AS $$
-BEGIN
-    IF to_regprocedure(p_signature) IS NULL THEN
-        RAISE EXCEPTION '% does not exist in this metastore yet', p_signature
-            USING ERRCODE = 'feature_not_supported',
-                  HINT = 'it comes with migration 011 (ETL features): upgrade dagq and run dagq db migrate';
-    END IF;
-END;
-$$;
-
 ------------------------------------------------------------------------------
 -- A running try's output so far, so that a log can be followed (tailed)
 -- while its task runs: written by its worker with each heartbeat, when it

@@ -385,56 +385,92 @@ BEGIN
 END;
 $$;
 
--- dagq.mark(run_id, task_id, state), dagq.stop(run_id, task_ids) and
--- dagq.backfill(dag_id, start, end, conf) come with migration 011; until
--- they exist these answer 0A000 (501). Called through EXECUTE so that this
--- migration does not depend on their signatures being there.
+-- The actions of migration 011 (dagq.mark, dagq.stop, dagq.backfill), with
+-- their bodies as the CLI's options.
 CREATE FUNCTION dagq.api_mark(p_run bigint, p_task text, p_body text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    b jsonb := dagq.api_body(p_body, ARRAY['state']);
+    b jsonb := dagq.api_body(p_body, ARRAY['state', 'downstream']);
     st jsonb := dagq.api_field(b, 'state', 'string');
-    res jsonb;
+    down boolean := COALESCE((dagq.api_field(b, 'downstream', 'boolean', 'false'))::text::boolean, false);
+    n int;
 BEGIN
     IF st IS NULL OR st #>> '{}' NOT IN ('success', 'failed') THEN
         RAISE EXCEPTION 'field "state" must be "success" or "failed"' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM dagq.api_require_function('dagq.mark(bigint,text,text)');
-    EXECUTE 'SELECT to_jsonb(dagq.mark($1, $2, $3))' INTO res USING p_run, p_task, st #>> '{}';
-    RETURN jsonb_build_object('run_id', p_run, 'task_id', p_task, 'state', st, 'result', res);
+    n := dagq.mark(p_run, p_task, st #>> '{}', down);
+    RETURN jsonb_build_object('run_id', p_run, 'task_id', p_task, 'state', st, 'downstream', down,
+                              'marked', n);
 END;
 $$;
 
+-- {"task_ids": [...]} stops those task instances; no task_ids stops the run
 CREATE FUNCTION dagq.api_stop(p_run bigint, p_body text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     b jsonb := dagq.api_body(p_body, ARRAY['task_ids']);
     ids text[] := dagq.api_task_ids(b);
-    res jsonb;
+    n int := 0;
+    t text;
 BEGIN
-    PERFORM dagq.api_require_function('dagq.stop(bigint,text[])');
-    EXECUTE 'SELECT to_jsonb(dagq.stop($1, $2))' INTO res USING p_run, ids;
-    RETURN jsonb_build_object('run_id', p_run, 'result', res);
+    IF ids IS NULL OR cardinality(ids) = 0 THEN
+        n := dagq.stop(p_run);
+    ELSE
+        FOREACH t IN ARRAY ids LOOP
+            n := n + dagq.stop(p_run, t);
+        END LOOP;
+    END IF;
+    RETURN jsonb_build_object('run_id', p_run, 'stopped', n);
+END;
+$$;
+
+-- {"from", "to": wall-clock times in the DAG's time zone (as `dagq
+-- backfill`), "reprocess", "reverse", "max_active_runs", "conf", "dry_run"}
+-- The body of a backfill request, as the arguments of dagq.backfill.
+CREATE FUNCTION dagq.api_backfill_args(p_body text, OUT lo timestamp, OUT hi timestamp,
+                                       OUT reprocess text, OUT reverse boolean,
+                                       OUT max_active_runs int, OUT conf jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    b jsonb := dagq.api_body(p_body, ARRAY['from', 'to', 'reprocess', 'reverse', 'max_active_runs',
+                                         'conf']);
+    f jsonb := dagq.api_field(b, 'from', 'string');
+    t jsonb := dagq.api_field(b, 'to', 'string');
+BEGIN
+    IF f IS NULL OR t IS NULL THEN
+        RAISE EXCEPTION 'fields "from" and "to" are required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    BEGIN
+        lo := (f #>> '{}')::timestamp;
+        hi := (t #>> '{}')::timestamp;
+    EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow THEN
+        RAISE EXCEPTION 'fields "from" and "to" must be dates or wall-clock times (in the DAG''s time zone)'
+            USING ERRCODE = 'invalid_datetime_format';
+    END;
+    reprocess := COALESCE(dagq.api_field(b, 'reprocess', 'string', '"none"') #>> '{}', 'none');
+    reverse := (dagq.api_field(b, 'reverse', 'boolean', 'false'))::text::boolean;
+    max_active_runs := (dagq.api_field(b, 'max_active_runs', 'number') #>> '{}')::int;
+    conf := dagq.api_field(b, 'conf', 'object', '{}');
 END;
 $$;
 
 CREATE FUNCTION dagq.api_backfill(p_dag text, p_body text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    b jsonb := dagq.api_body(p_body, ARRAY['start', 'end', 'conf']);
-    s timestamptz := dagq.api_time(b, 'start');
-    e timestamptz := dagq.api_time(b, 'end');
-    conf jsonb := dagq.api_field(b, 'conf', 'object', '{}');
-    res jsonb;
-BEGIN
-    IF s IS NULL OR e IS NULL THEN
-        RAISE EXCEPTION 'fields "start" and "end" are required' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM dagq.api_require_function('dagq.backfill(text,timestamp with time zone,timestamp with time zone,jsonb)');
-    EXECUTE 'SELECT jsonb_agg(to_jsonb(x)) FROM dagq.backfill($1, $2, $3, $4) x' INTO res
-        USING p_dag, s, e, conf;
-    RETURN jsonb_build_object('dag_id', p_dag, 'result', res);
-END;
+LANGUAGE sql AS $$
+    SELECT jsonb_build_object('dag_id', p_dag, 'backfill_id',
+                              dagq.backfill(p_dag, a.lo, a.hi, a.reprocess, a.reverse,
+                                            a.max_active_runs, a.conf))
+      FROM dagq.api_backfill_args(p_body) a;
+$$;
+
+-- What a backfill would run, creating nothing: a read, which a viewer may
+-- make too (as with dagq backfill --dry-run).
+CREATE FUNCTION dagq.api_backfill_plan(p_dag text, p_body text) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT jsonb_build_object('dag_id', p_dag, 'intervals',
+               COALESCE((SELECT jsonb_agg(to_jsonb(x) ORDER BY x.seq)
+                           FROM dagq.backfill_plan(p_dag, a.lo, a.hi, a.reprocess, a.reverse) x),
+                        '[]'))
+      FROM dagq.api_backfill_args(p_body) a;
 $$;
 
 DO $$
@@ -450,10 +486,11 @@ BEGIN
         'dagq.web_workers()', 'dagq.web_queues()', 'dagq.web_pools()', 'dagq.web_audit(int, int)',
         'dagq.api_body(text, text[])', 'dagq.api_field(jsonb, text, text, jsonb)',
         'dagq.api_task_ids(jsonb, text)', 'dagq.api_time(jsonb, text, timestamptz)',
-        'dagq.api_require_function(text)', 'dagq.api_pause(text, text)',
+        'dagq.api_pause(text, text)',
         'dagq.api_trigger(text, text)', 'dagq.api_clear(bigint, text)',
         'dagq.api_mark(bigint, text, text)', 'dagq.api_stop(bigint, text)',
-        'dagq.api_backfill(text, text)'] LOOP
+        'dagq.api_backfill_args(text)', 'dagq.api_backfill(text, text)',
+        'dagq.api_backfill_plan(text, text)'] LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO dagq_viewer', f);
     END LOOP;
 END;

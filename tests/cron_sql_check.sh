@@ -91,7 +91,14 @@ minute: empty list item in "1,,2"	1,,2 * * * *
 minute: empty list item in ","	, * * * *
 hour: unexpected byte 0xC3	0 é * * *
 @reboot is not supported	@reboot
-unknown macro @every	@every
+@every needs a duration, e.g. @every 1h30m	@every
+unexpected text after @every 1h	@every 1h 30m
+@every: duration "30m1h" is not valid: use whole numbers with the units d, h, m, s, largest first, each once (e.g. 1h30m)	@every 30m1h
+@every: duration "1.5h" is not valid: use whole numbers with the units d, h, m, s, largest first, each once (e.g. 1h30m)	@every 1.5h
+@every: 0s is out of range 1s-365d	@every 0s
+@every: 366d is out of range 1s-365d	@every 366d
+@every: 99999999999999999999s is out of range 1s-365d	@every 99999999999999999999s
+unexpected text after @once	@once 1
 unknown macro @	@
 unexpected text after @daily	@daily 0
 minute: 61 is out of range 0-59	61 25 * * *

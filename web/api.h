@@ -16,6 +16,7 @@ int api_runs_list(web_req *r);
 int api_runs_post(web_req *r);
 int api_grid(web_req *r);
 int api_backfill(web_req *r);
+int api_backfill_plan(web_req *r);
 
 int api_run_get(web_req *r);
 int api_run_tasks(web_req *r);

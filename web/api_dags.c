@@ -84,3 +84,9 @@ int api_backfill(web_req *r)
     const char *p[2] = {r->params[0], r->body};
     return api_dag_json(r, "api_backfill", "SELECT dagq.api_backfill($1, $2)", 2, p, 201);
 }
+
+int api_backfill_plan(web_req *r)
+{
+    const char *p[2] = {r->params[0], r->body};
+    return api_dag_json(r, "api_backfill_plan", "SELECT dagq.api_backfill_plan($1, $2)", 2, p, 200);
+}

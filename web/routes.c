@@ -17,6 +17,7 @@ static const route routes[] = {
     {"POST", "/api/v1/dags/{dag}/runs", api_runs_post, ROUTE_WRITE},
     {"GET", "/api/v1/dags/{dag}/grid", api_grid, 0},
     {"POST", "/api/v1/dags/{dag}/backfills", api_backfill, ROUTE_WRITE},
+    {"POST", "/api/v1/dags/{dag}/backfills/dry_run", api_backfill_plan, 0},
     {"GET", "/api/v1/runs/{run}", api_run_get, 0},
     {"GET", "/api/v1/runs/{run}/tasks", api_run_tasks, 0},
     {"GET", "/api/v1/runs/{run}/tasks/{task}", api_task_get, 0},

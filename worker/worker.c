@@ -22,7 +22,8 @@
 
 extern char **environ;
 
-#define KILL_GRACE_S 5.0 /* TERM, then KILL this long after */
+#define KILL_GRACE_S 5.0  /* TERM, then KILL this long after */
+#define CHECK_EVERY_S 0.5 /* how often running tries are checked against the metastore */
 
 /* A try this worker runs. */
 typedef struct run {
@@ -44,7 +45,7 @@ struct worker {
     char host[256], incarnation[40];
     int nrunning, draining, slots_shown;
     run *runs;
-    double next_heartbeat, next_db_attempt, drain_deadline, take_after;
+    double next_heartbeat, next_db_attempt, drain_deadline, take_after, next_check;
     int db_attempt;
     /* the worker's environment less its own settings and the database's
      * (credentials are not the tasks' business): every task's base, built
@@ -169,6 +170,64 @@ static void worker_stop_unheld(worker *w, PGresult *held)
             x->kill_at = clock_now_s() + KILL_GRACE_S;
         }
     }
+}
+
+/* Appends "{a,b,...}" of the running tries' ti ids (or try numbers) to a
+ * new string (caller frees). */
+static char *worker_try_array(const worker *w, int tries)
+{
+    size_t cap = 3, o = 0;
+    for (const run *x = w->runs; x; x = x->next)
+        cap += 22;
+    char *a = mem_alloc(cap);
+    a[o++] = '{';
+    for (const run *x = w->runs; x; x = x->next)
+        o += (size_t)snprintf(a + o, cap - o, "%s%lld", o > 1 ? "," : "",
+                              tries ? (long long)x->try_number : x->ti);
+    a[o++] = '}';
+    a[o] = '\0';
+    return a;
+}
+
+/* A user's stop or mark (or a verdict) takes a running try away in the
+ * metastore; the worker finds out here, twice a second while it runs
+ * tries, with one primary-key lookup per try (no LISTEN: this works
+ * through a transaction-pooling PgBouncer), and stops the try's process
+ * group: TERM now, KILL after KILL_GRACE_S. */
+static void worker_check_tries(worker *w)
+{
+    if (!w->runs || !worker_db_ok(w))
+        return;
+    char *tis = worker_try_array(w, 0), *tries = worker_try_array(w, 1);
+    const char *p[4] = {w->conf.name, w->incarnation, tis, tries};
+    PGresult *r;
+    char err[512], q[512];
+    int rc = db_query(w->d, "worker_lost_tries",
+                      "SELECT * FROM dagq.worker_lost_tries($1, $2::uuid, $3::bigint[], $4::int[])",
+                      4, p, &r, err, sizeof err);
+    mem_free(tis);
+    mem_free(tries);
+    if (rc) {
+        log_warn("checking the running tries failed", "worker=%s error=\"%s\"", w->conf.name,
+                 log_quote(err, q, sizeof q));
+        return;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        long long ti = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+        int try_number = atoi(PQgetvalue(r, i, 1));
+        for (run *x = w->runs; x; x = x->next) {
+            if (x->ti != ti || x->try_number != try_number || x->exited || x->kill_at)
+                continue;
+            log_warn("try taken away in the metastore; stopping its process group",
+                     "dag=%s run=%lld task=%s ti=%lld try=%d worker=%s state=%s note=\"%s\"",
+                     x->dag, x->run_id, x->task, x->ti, x->try_number, w->conf.name,
+                     PQgetisnull(r, i, 2) ? "-" : PQgetvalue(r, i, 2),
+                     log_quote(PQgetvalue(r, i, 3), q, sizeof q));
+            child_signal(x->ch, SIGTERM);
+            x->kill_at = clock_now_s() + KILL_GRACE_S;
+        }
+    }
+    PQclear(r);
 }
 
 /* Registers or refreshes this incarnation's row. Returns 0, or -1 when the
@@ -534,6 +593,8 @@ static void worker_wait(worker *w, double t)
         if (x->kill_at && x->kill_at - t < wait)
             wait = x->kill_at - t;
     }
+    if (w->runs && w->next_check - t < wait)
+        wait = w->next_check - t;
     double rin = results_next_in(w->res, t);
     if (rin >= 0 && rin < wait)
         wait = rin;
@@ -583,6 +644,10 @@ static void worker_turn(worker *w)
         while (w->nrunning < w->conf.slots && (it = intake_take(w->in)) != NULL)
             if (worker_take(w, it) != 0)
                 break;
+    }
+    if (w->runs && t >= w->next_check) {
+        worker_check_tries(w);
+        w->next_check = t + CHECK_EVERY_S;
     }
     if (w->nrunning != w->slots_shown) {
         metrics_worker_slots(w->conf.metrics, w->nrunning, w->conf.slots);

@@ -151,11 +151,47 @@ TEST(parse_errors)
     ASSERT_PARSE_ERR("0 \x01 * * *", "hour: unexpected byte 0x01");
     ASSERT_PARSE_ERR("0 \xc3\xa9 * * *", "hour: unexpected byte 0xC3");
     ASSERT_PARSE_ERR("@reboot", "@reboot is not supported");
-    ASSERT_PARSE_ERR("@every", "unknown macro @every");
+    ASSERT_PARSE_ERR("@every", "@every needs a duration, e.g. @every 1h30m");
+    ASSERT_PARSE_ERR("@every 1h 30m", "unexpected text after @every 1h");
+    ASSERT_PARSE_ERR("@every 30m1h", "@every: duration \"30m1h\" is not valid: use whole numbers "
+                                     "with the units d, h, m, s, largest first, each once (e.g. "
+                                     "1h30m)");
+    ASSERT_PARSE_ERR("@every 1.5h", "@every: duration \"1.5h\" is not valid: use whole numbers "
+                                    "with the units d, h, m, s, largest first, each once (e.g. "
+                                    "1h30m)");
+    ASSERT_PARSE_ERR("@every 0s", "@every: 0s is out of range 1s-365d");
+    ASSERT_PARSE_ERR("@every 366d", "@every: 366d is out of range 1s-365d");
+    ASSERT_PARSE_ERR("@every 99999999999999999999s",
+                     "@every: 99999999999999999999s is out of range 1s-365d");
+    ASSERT_PARSE_ERR("@once 1", "unexpected text after @once");
     ASSERT_PARSE_ERR("@", "unknown macro @");
     ASSERT_PARSE_ERR("@daily 0", "unexpected text after @daily");
     /* The first bad field is the one reported. */
     ASSERT_PARSE_ERR("61 25 * * *", "minute: 61 is out of range 0-59");
+}
+
+TEST(every_and_once)
+{
+    cron_expr *c = NULL;
+    char err[256];
+    time_t t;
+    ASSERT_EQ(cron_parse("@every 1d2h30m15s", &c, err, sizeof err), 0);
+    ASSERT_EQ(cron_get_kind(c), CRON_EVERY);
+    ASSERT_EQ(cron_every_seconds(c), 86400 + 2 * 3600 + 30 * 60 + 15);
+    ASSERT_EQ(cron_next(c, NULL, 0, &t, err, sizeof err), -1);
+    ASSERT_STR_EQ(err, "@every and @once have no fire times of their own");
+    cron_free(c);
+    ASSERT_EQ(cron_parse(" @EVERY 90m ", &c, err, sizeof err), 0);
+    ASSERT_EQ(cron_every_seconds(c), 5400);
+    cron_free(c);
+    ASSERT_EQ(cron_parse("@once", &c, err, sizeof err), 0);
+    ASSERT_EQ(cron_get_kind(c), CRON_ONCE);
+    ASSERT_EQ(cron_every_seconds(c), 0);
+    ASSERT_EQ(cron_prev(c, NULL, 0, &t, err, sizeof err), -1);
+    cron_free(c);
+    ASSERT_EQ(cron_parse("@daily", &c, err, sizeof err), 0);
+    ASSERT_EQ(cron_get_kind(c), CRON_CRON);
+    cron_free(c);
 }
 
 TEST(parse_error_buffer)
@@ -794,10 +830,51 @@ TEST(rare_schedules_are_fast)
         TEST_FAIL_AT("%d calls took %.2f s", calls, secs);
 }
 
-int main(void)
+/* `test_cron --next`, for tests/cron_next_check.sh: reads lines
+ * "expr<TAB>tz<TAB>after<TAB>n" (after in unix seconds, tz "" for UTC) and
+ * prints, per line, the next n fire times after `after` in unix seconds, or
+ * "error: <why>", so that dagq.schedule_next and dagq.cron_fires can be held
+ * to cron_next. */
+static int print_next(void)
 {
+    char line[4096];
+    while (fgets(line, sizeof line, stdin)) {
+        line[strcspn(line, "\n")] = 0;
+        char *expr = line, *tz = strchr(expr, '\t'), *after = tz ? strchr(tz + 1, '\t') : NULL;
+        char *count = after ? strchr(after + 1, '\t') : NULL;
+        if (!count) {
+            printf("error: malformed line\n");
+            continue;
+        }
+        *tz++ = *after++ = *count++ = 0;
+        cron_expr *c = NULL;
+        char err[256];
+        time_t t = (time_t)strtoll(after, NULL, 10);
+        if (cron_parse(expr, &c, err, sizeof err) < 0) {
+            printf("error: %s\n", err);
+            continue;
+        }
+        int n = atoi(count);
+        for (int i = 0; i < n; i++) {
+            if (cron_next(c, *tz ? tz : NULL, t, &t, err, sizeof err) < 0) {
+                printf("%serror: %s", i ? " " : "", err);
+                break;
+            }
+            printf("%s%lld", i ? " " : "", (long long)t);
+        }
+        printf("\n");
+        cron_free(c);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--next") == 0)
+        return print_next();
     RUN(parse_valid);
     RUN(parse_errors);
+    RUN(every_and_once);
     RUN(parse_error_buffer);
     RUN(cases_file);
     RUN(next_basic_utc);

@@ -204,21 +204,38 @@ def test_clear():
     return run
 
 
-def test_later_functions(run):
-    for sig, method, path, body in (
-            ("dagq.mark(bigint,text,text)", "PATCH", "/api/v1/runs/%d/tasks/b" % run, {"state": "failed"}),
-            ("dagq.stop(bigint,text[])", "POST", "/api/v1/runs/%d/stop" % run, {}),
-            ("dagq.backfill(text,timestamp with time zone,timestamp with time zone,jsonb)", "POST",
-             "/api/v1/dags/linear/backfills", {"start": "2024-01-01T00:00:00Z", "end": "2024-01-02T00:00:00Z"})):
-        there = sql("SELECT to_regprocedure('%s') IS NOT NULL" % sig) == "t"
-        r = call(method, path, O, body)
-        if there:
-            check(r.status not in (404, 501), "%s %s works now that %s exists (%d)" % (method, path, sig, r.status))
-        else:
-            err_shape(r, 501, "%s %s answers 501 while %s does not exist" % (method, path, sig))
-            check(sig.split("(")[0] in r.json()["detail"], "the 501 names " + sig.split("(")[0])
+def test_actions(run):
+    """mark, stop and backfill: the functions of migration 011, with effects checked in the metastore."""
+    r = call("PATCH", "/api/v1/runs/%d/tasks/b" % run, O, {"state": "failed"})
+    eq((200, 1), (r.status, r.json()["marked"]), "mark b failed")
+    eq("failed", sql("SELECT state FROM dagq.task_instance WHERE run_id = %d AND task_id = 'b'" % run), "b is failed")
     err_shape(call("PATCH", "/api/v1/runs/%d/tasks/b" % run, O, {"state": "running"}), 400, "400 marking a state that is not success or failed")
-    err_shape(call("POST", "/api/v1/dags/linear/backfills", O, {"start": "2024-01-01"}), 400, "400 for a backfill without end")
+    err_shape(call("PATCH", "/api/v1/runs/%d/tasks/b" % run, V, {"state": "success"}), 403, "403 marking as a viewer")
+    slow = call("POST", "/api/v1/dags/slowlog/runs", O, {}).json()["run_id"]
+    for _ in range(100):
+        if sql("SELECT state FROM dagq.task_instance WHERE run_id = %d" % slow) == "running":
+            break
+        time.sleep(0.1)
+    r = call("POST", "/api/v1/runs/%d/stop" % slow, O, {})
+    eq((200, 1), (r.status, r.json()["stopped"]), "stop the slow run")
+    eq("failed", wait_run(slow), "the stopped run ends failed")
+    check("stopped by" in sql("SELECT note FROM dagq.task_instance WHERE run_id = %d" % slow), "its note says who stopped it")
+    sql("UPDATE dagq.dag SET schedule = '@daily' WHERE dag_id = 'linear'")
+    path = "/api/v1/dags/linear/backfills"
+    r = call("POST", path + "/dry_run", V, {"from": "2024-01-01", "to": "2024-01-03"})
+    eq((200, 3), (r.status, len(r.json()["intervals"])), "a dry run (a viewer may ask) lists three daily intervals")
+    eq("0", sql("SELECT count(*) FROM dagq.backfill"), "and makes no backfill")
+    err_shape(call("POST", path + "/dry_run", V, {"from": "2024-01-03", "to": "2024-01-01"}), 400, "400 for a dry run from after to")
+    r = call("POST", path, O, {"from": "2024-01-01", "to": "2024-01-03", "max_active_runs": 1})
+    eq(201, r.status, "a backfill is created")
+    bid = r.json()["backfill_id"]
+    eq("3", sql("SELECT count(*) FROM dagq.backfill_run WHERE backfill_id = %s" % bid), "with its three runs")
+    err_shape(call("POST", path, O, {"from": "2024-01-01"}), 400, "400 for a backfill without to")
+    err_shape(call("POST", path, O, {"from": "2024-01-01", "to": "x"}), 400, "400 for a date that is not one")
+    err_shape(call("POST", path, V, {"from": "2024-01-01", "to": "2024-01-02"}), 403, "403 backfilling as a viewer")
+    err_shape(call("POST", path, O, {"from": "2024-01-01", "to": "2024-01-03", "dry_run": True}), 400, "400 for an unknown field")
+    r = call("POST", path, O, {"from": "2024-01-01", "to": "2024-01-03"})
+    eq("3", sql("SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'linear' AND logical_date < '2024-01-04'"), "a second backfill of the range adds no run")
 
 
 def test_ops():
@@ -295,7 +312,7 @@ def main():
     test_logs(run)
     test_live_log()
     drun = test_clear()
-    test_later_functions(drun)
+    test_actions(drun)
     test_ops()
     test_audit()
     test_limits_and_errors()
