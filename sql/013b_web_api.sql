@@ -430,7 +430,7 @@ $$;
 CREATE FUNCTION dagq.api_backfill_args(p_body text, OUT lo timestamp, OUT hi timestamp,
                                        OUT reprocess text, OUT reverse boolean,
                                        OUT max_active_runs int, OUT conf jsonb)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     b jsonb := dagq.api_body(p_body, ARRAY['from', 'to', 'reprocess', 'reverse', 'max_active_runs',
                                          'conf']);
@@ -465,7 +465,7 @@ $$;
 -- What a backfill would run, creating nothing: a read, which a viewer may
 -- make too (as with dagq backfill --dry-run).
 CREATE FUNCTION dagq.api_backfill_plan(p_dag text, p_body text) RETURNS jsonb
-LANGUAGE sql AS $$
+LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object('dag_id', p_dag, 'intervals',
                COALESCE((SELECT jsonb_agg(to_jsonb(x) ORDER BY x.seq)
                            FROM dagq.backfill_plan(p_dag, a.lo, a.hi, a.reprocess, a.reverse) x),

@@ -43,17 +43,22 @@ wait_backfill() {
     return 1
 }
 
+# login_url ROLE: the case's database as a login role of login_role
+login_url() { echo "postgresql://$1:$1-$T_SECRET@127.0.0.1:$PG_PORT/${DAGQ_DATABASE_URL##*/}"; }
+
 # as_role ROLE SQL...: psql as a login role of the case's cluster
 as_role() {
     local role=$1
     shift
-    psql -X -q -At -v ON_ERROR_STOP=1 "postgresql://$role@127.0.0.1:$PG_PORT/${DAGQ_DATABASE_URL##*/}" "$@"
+    psql -X -q -At -v ON_ERROR_STOP=1 "$(login_url "$role")" "$@"
 }
 
-# login_role NAME GROUP...: a login role (created once per cluster) in the groups
+# login_role NAME GROUP...: a login role (created once per cluster, its
+# password NAME-$T_SECRET) in the groups
 login_role() {
     local name=$1 g
     shift
     sql "DO \$\$ BEGIN CREATE ROLE \"$name\" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+    sql "ALTER ROLE \"$name\" PASSWORD '$name-$T_SECRET'" >/dev/null
     for g in "$@"; do sql "GRANT \"$g\" TO \"$name\"" >/dev/null; done
 }

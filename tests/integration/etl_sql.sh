@@ -81,7 +81,7 @@ etl_roles() {
 dagq_as() {
     local role=$1
     shift
-    OUT=$(DAGQ_DATABASE_URL="postgresql://$role@127.0.0.1:$PG_PORT/${DAGQ_DATABASE_URL##*/}" "$T_BIN/dagq" "$@" 2>"$T_CASE/err")
+    OUT=$(DAGQ_DATABASE_URL="$(login_url "$role")" "$T_BIN/dagq" "$@" 2>"$T_CASE/err")
     RC=$?
     ERR=$(cat "$T_CASE/err")
 }
