@@ -31,6 +31,8 @@ typedef struct cmd_ctx {
     const char *token_name;         /* tokens create: --name */
     const char *token_role;         /* tokens create: --role */
     const char *expires;            /* tokens create: --expires, or NULL */
+    const char *older_than;         /* db prune: --older-than, or NULL */
+    int dry_run;                    /* db prune: --dry-run */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -4,6 +4,7 @@
  * connects to the metastore and hands over to cli/cmd.c. */
 #include "cmd.h"
 #include "cmd_alerts.h"
+#include "cmd_prune.h"
 #include "cmd_tokens.h"
 #include "config.h"
 #include "db.h"
@@ -28,6 +29,8 @@ static char *opt_dag;
 static int opt_undelivered;
 static long long opt_wait;
 static char *opt_token_name, *opt_token_role, *opt_expires;
+static char *opt_older_than;
+static int opt_dry_run;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -60,6 +63,11 @@ static const config_option cli_options[] = {
      &opt_token_role},
     {"expires", CONFIG_STRING, NULL, "tokens create: valid for this long (90d, 12h, 2 weeks)",
      &opt_expires},
+    {"older-than", CONFIG_STRING, NULL,
+     "db prune: finished runs that ended longer ago than this (30d, 12h, 90 days)",
+     &opt_older_than},
+    {"dry-run", CONFIG_FLAG, NULL, "db prune: print what would be deleted; delete nothing",
+     &opt_dry_run},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -83,6 +91,14 @@ static const cli_command cli_commands[] = {
      "",
      "apply missing migrations; prints how many and the current one",
      cmd_db_migrate},
+    {"db prune",
+     "--older-than AGE [--dry-run]",
+     0,
+     0,
+     {NULL},
+     ",older-than,dry-run,",
+     "delete finished runs older than AGE with their task instances, tries, logs and events",
+     cmd_db_prune},
     {"dags", "", 0, 0, {NULL}, "", "list DAGs with their schedule, state and next run", cmd_dags},
     {"trigger",
      "DAG [--conf JSON] [--logical-date TS]",
@@ -354,6 +370,8 @@ int main(int argc, char **argv)
         .token_name = opt_token_name,
         .token_role = opt_token_role,
         .expires = opt_expires,
+        .older_than = opt_older_than,
+        .dry_run = opt_dry_run,
     };
     status = c->fn(&ctx);
 
