@@ -74,8 +74,16 @@ pg_as() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# PG_DURABILITY=stock (the benchmarks' default) keeps PostgreSQL's own
+# durability (fsync, full_page_writes, synchronous_commit on) and its
+# max_connections (100); the tests' default, off, turns fsync and full page
+# writes off and allows 200 connections: they test behaviour, not speed.
 pg_start() {
     local bin; bin=$(pg_bindir)
+    local durability="fsync = off
+full_page_writes = off
+max_connections = 200"
+    [ "${PG_DURABILITY:-off}" = stock ] && durability="# stock durability and max_connections"
     [ -n "$bin" ] || { echo "PostgreSQL server not installed (make deps)" >&2; return 1; }
     PG_PORT=$(t_free_port)
     PG_DIR="$T_ROOT/pg"
@@ -87,9 +95,7 @@ pg_start() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-fsync = off
-full_page_writes = off
-max_connections = 200
+$durability
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 CONF
@@ -171,7 +177,9 @@ pgbouncer_start() {
     PGB_PORT=$(t_free_port) || return 1
     mkdir -p "$PGB_DIR"
     local r
-    : >"$PGB_DIR/userlist.txt"
+    # dagq, the superuser the tests and benchmarks set up with, is only of
+    # use with PGB_AUTH_TYPE=trust (the benchmark's PgBouncer)
+    printf '"dagq" ""\n' >"$PGB_DIR/userlist.txt"
     for r in scheduler worker operator viewer author; do
         printf '"t_%s" "t_%s-%s"\n' "$r" "$r" "$T_SECRET" >>"$PGB_DIR/userlist.txt"
     done
@@ -182,7 +190,7 @@ pgbouncer_start() {
 listen_addr = 127.0.0.1
 listen_port = $PGB_PORT
 unix_socket_dir =
-auth_type = scram-sha-256
+auth_type = ${PGB_AUTH_TYPE:-scram-sha-256}
 auth_file = $PGB_DIR/userlist.txt
 pool_mode = transaction
 default_pool_size = ${PGB_POOL_SIZE:-20}
