@@ -157,6 +157,8 @@ if [ -n "$BROKERS" ] && [ "$BENCH_HIST_RUNS" -gt 0 ]; then
     obs -v runs="$BENCH_HIST_RUNS" -v per="$BENCH_HIST_PER" -f "$B_DIR/history.sql" >/dev/null || exit 1
     # what autovacuum would have done long before this much piled up
     obs -c "VACUUM ANALYZE" >/dev/null
+    # and the load's dirty pages on disk now, not flushed under the workloads
+    obs -c "CHECKPOINT" >/dev/null
     HIST_SECS=$((SECONDS - t0))
     HIST_DESC=$(obs -c "SELECT (SELECT count(*) FROM dagq.dag_run) || ' runs, ' || (SELECT count(*) FROM dagq.task_instance) || ' task instances, '
         || pg_size_pretty(pg_database_size(current_database()))")

@@ -55,8 +55,12 @@ trigger_wait() {
     TW_POLLS=1 # the bench's own read-only transactions: this one and the polls
     while ((SECONDS < deadline)); do
         TW_POLLS=$((TW_POLLS + 1))
-        got=$(obs -c "SELECT count(*) FROM dagq.dag_run WHERE run_id > $before AND $where
-                       AND state IN ('success', 'failed')")
+        # what dagq's backends are waiting for right now, for the profile
+        IFS='|' read -r got waits <<<"$(obs -c "SELECT count(*), (SELECT string_agg(w, ' ') FROM (
+                SELECT COALESCE(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity
+                 WHERE usename = 'dagq' AND state = 'active' AND backend_type = 'client backend') x)
+              FROM dagq.dag_run WHERE run_id > $before AND $where AND state IN ('success', 'failed')")"
+        [ -n "$waits" ] && tr ' ' '\n' <<<"$waits" >>"$T_ROOT/waits"
         ((got >= nruns)) && return 0
         sleep 0.25 # each poll is a psql process and a backend: keep the bench's own load low
     done
@@ -104,6 +108,7 @@ measure() {
     obs -c "SELECT pg_stat_statements_reset()" >/dev/null
     local c0 c1 y0 y1 s0 s1 w0 w1 f0 f1 pg0 pg1 k0 k1
     read -r c0 y0 <<<"$(pg_counters)"
+    : >"$T_ROOT/waits"
     s0=$(own_ticks "$SCHED_PID") w0=$(workers_ticks own) f0=$(workers_ticks reaped)
     pg0=$(pg_ticks) k0=$(broker_ticks "$b")
     if ! trigger_wait "$where" "$trig" "$nruns" "$BENCH_TIMEOUT"; then
@@ -128,7 +133,11 @@ measure() {
            AND userid = (SELECT oid FROM pg_roles WHERE rolname = 'dagq')")
     if [ -n "$BENCH_PROFILE_DIR" ]; then
         mkdir -p "$BENCH_PROFILE_DIR"
-        obs -F ' | ' -P pager=off >"$BENCH_PROFILE_DIR/$PHASE-$b-$w.txt" <<'SQL'
+        # dagq's active backends, sampled with every poll (4 a second): what they waited for
+        { echo "wait events of active dagq backends, $TW_POLLS samples:"
+          sort "$T_ROOT/waits" | uniq -c | sort -rn | head -8
+          echo; } >"$BENCH_PROFILE_DIR/$PHASE-$b-$w.txt"
+        obs -F ' | ' -P pager=off >>"$BENCH_PROFILE_DIR/$PHASE-$b-$w.txt" <<'SQL'
 SELECT round(total_exec_time::numeric, 1) AS ms, calls, round((total_exec_time / calls)::numeric, 4) AS ms_per_call,
        shared_blks_hit + shared_blks_read AS blks, wal_records, toplevel, left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query
   FROM pg_stat_statements
@@ -189,7 +198,7 @@ cron_burst() {
     obs -c "UPDATE dagq.dag SET start_date = to_timestamp($((m - 60))), next_dagrun_start = NULL,
                 next_dagrun_end = NULL, is_paused = false WHERE dag_id LIKE 'cron\_%'" >/dev/null
     now=$(obs -c "SELECT extract(epoch FROM clock_timestamp())")
-    sleep "$(awk -v m="$m" -v n="$now" 'BEGIN { d = m - n - 3.5; print d > 0 ? d : 0 }')"
+    sleep "$(awk -v m="$m" -v n="$now" 'BEGIN { d = m - n - 3.5; print (d > 0 ? d : 0) }')"
     measure "$b" cron "dag_id LIKE 'cron\_%' AND logical_date = to_timestamp($((m - 60)))" \
         "SELECT 1" "$BENCH_CRON" "$m"
     obs -c "UPDATE dagq.dag SET is_paused = true WHERE dag_id LIKE 'cron\_%'" >/dev/null
