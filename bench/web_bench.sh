@@ -22,7 +22,8 @@ pg_start || exit 1
 DB=$(pg_new_db webbench) || exit 1
 "$T_BIN/dagq" --database-url "$DB" db migrate >/dev/null || exit 1
 psql -X -q "$PG_ADMIN_URL" -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dagq_web_login')
-    THEN CREATE ROLE dagq_web_login LOGIN IN ROLE dagq_web; END IF; END \$\$" >/dev/null
+    THEN CREATE ROLE dagq_web_login LOGIN IN ROLE dagq_web; END IF; END \$\$" \
+    -c "ALTER ROLE dagq_web_login PASSWORD 'web-bench'" >/dev/null # roles other than dagq log in with one
 runs_total=$(( WEB_HIST_TI / WEB_TASKS ))
 [ "$runs_total" -ge "$WEB_RUNS" ] || runs_total=$WEB_RUNS
 t_log "web bench: $WEB_TASKS tasks, $runs_total finished runs ($((runs_total * WEB_TASKS)) task instances, each with a try)"
@@ -31,7 +32,7 @@ psql -X -q -v ON_ERROR_STOP=1 -v n="$WEB_TASKS" -v runs="$runs_total" "$DB" -f "
 t_log "web bench: history inserted in $((SECONDS - t0)) s"
 TOKEN=$("$T_BIN/dagq" --database-url "$DB" tokens create --name bench --role viewer | tail -1)
 PORT=$(t_free_port)
-"$T_BIN/dagq-web" --database-url "${DB/\/\/dagq@/\/\/dagq_web_login@}" --http-port "$PORT" --log-level warn \
+"$T_BIN/dagq-web" --database-url "${DB/\/\/dagq@/\/\/dagq_web_login:web-bench@}" --http-port "$PORT" --log-level warn \
     >"$T_ROOT/web.log" 2>&1 &
 T_PIDS+=($!)
 T_WAIT=20 t_wait_for curl -sf "http://127.0.0.1:$PORT/api/v1/health" || { cat "$T_ROOT/web.log"; exit 1; }

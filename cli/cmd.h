@@ -36,7 +36,8 @@ typedef struct cmd_ctx {
     const char *reprocess;          /* backfill: --reprocess (none, failed, all) */
     int reverse;                    /* backfill: --reverse */
     long long max_active_runs;      /* backfill: --max-active-runs, 0 when not given */
-    int dry_run;                    /* backfill: --dry-run */
+    int dry_run;                    /* backfill, db prune: --dry-run */
+    const char *older_than;         /* db prune: --older-than, or NULL */
 } cmd_ctx;
 
 typedef int (*cmd_fn)(cmd_ctx *c);

@@ -4,6 +4,7 @@
  * connects to the metastore and hands over to cli/cmd.c. */
 #include "cmd.h"
 #include "cmd_alerts.h"
+#include "cmd_prune.h"
 #include "cmd_tokens.h"
 #include "cmd_etl.h"
 #include "config.h"
@@ -32,6 +33,7 @@ static char *opt_token_name, *opt_token_role, *opt_expires;
 static char *opt_from, *opt_to, *opt_reprocess;
 static int opt_reverse, opt_dry_run;
 static long long opt_max_active_runs;
+static char *opt_older_than;
 
 /* The first two rows apply to every command; the others to the commands
  * that list them in cli_commands[].options. */
@@ -60,7 +62,8 @@ static const config_option cli_options[] = {
      "backfill: most of its runs at once (default: the DAG's max_active_runs)",
      &opt_max_active_runs, 1, 10000},
     {"dry-run", CONFIG_FLAG, NULL,
-     "backfill: print the intervals and what each gets; change nothing", &opt_dry_run},
+     "backfill, db prune: print what it would do (intervals, rows to delete); change nothing",
+     &opt_dry_run},
     {"broker-url", CONFIG_SECRET, NULL,
      "queues: the broker (redis://... or kafka://...) whose backlog to show", &opt_broker_url},
     {"redis-prefix", CONFIG_STRING, "dagq:", "queues: Redis key prefix", &opt_redis_prefix},
@@ -77,6 +80,9 @@ static const config_option cli_options[] = {
      &opt_token_role},
     {"expires", CONFIG_STRING, NULL, "tokens create: valid for this long (90d, 12h, 2 weeks)",
      &opt_expires},
+    {"older-than", CONFIG_STRING, NULL,
+     "db prune: finished runs that ended longer ago than this (30d, 12h, 90 days)",
+     &opt_older_than},
     {NULL},
 };
 #define CLI_GLOBAL_OPTIONS 2
@@ -100,6 +106,14 @@ static const cli_command cli_commands[] = {
      "",
      "apply missing migrations; prints how many and the current one",
      cmd_db_migrate},
+    {"db prune",
+     "--older-than AGE [--dry-run]",
+     0,
+     0,
+     {NULL},
+     ",older-than,dry-run,",
+     "delete finished runs older than AGE with their task instances, tries, logs and events",
+     cmd_db_prune},
     {"dags",
      "",
      0,
@@ -425,6 +439,7 @@ int main(int argc, char **argv)
         .reprocess = opt_reprocess,
         .reverse = opt_reverse,
         .max_active_runs = opt_max_active_runs,
+        .older_than = opt_older_than,
         .dry_run = opt_dry_run,
     };
     status = c->fn(&ctx);

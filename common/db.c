@@ -13,6 +13,7 @@ struct db {
     char *conninfo;
     char *appname;
     char *session_sql; /* run on every new connection, or NULL */
+    int unnamed;       /* statements go unnamed (PQexecParams): nothing kept on the session */
     PGconn *conn;
     int ever_connected;
     long reconnects;
@@ -47,6 +48,11 @@ void db_set_session_sql(db *d, const char *sql)
 {
     mem_free(d->session_sql);
     d->session_sql = mem_strdup(sql);
+}
+
+void db_set_unnamed(db *d, int on)
+{
+    d->unnamed = on != 0;
 }
 
 static void db_forget_stmts(db *d)
@@ -233,6 +239,24 @@ static int db_is_prepared(db *d, const char *name)
     return 0;
 }
 
+/* A statement's result r: handed to *res (or cleared) when it succeeded,
+ * else classified. */
+static int db_result(db *d, PGresult *r, const char *name, PGresult **res, char *errbuf,
+                     size_t errlen)
+{
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int rc = db_classify(d, r, name, errbuf, errlen);
+        PQclear(r);
+        return rc;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return DB_OK;
+}
+
 int db_query(db *d, const char *name, const char *sql, int n, const char *const *params,
              PGresult **res, char *errbuf, size_t errlen)
 {
@@ -242,6 +266,13 @@ int db_query(db *d, const char *name, const char *sql, int n, const char *const 
     if (!db_connected(d)) {
         snprintf(errbuf, errlen, "%s: not connected to the database", name);
         return DB_ECONN;
+    }
+    if (d->unnamed) {
+        /* Parse, Bind, Execute and Sync of the unnamed statement in one
+         * round trip: nothing outlives it on the server connection, so a
+         * transaction-pooling PgBouncer may hand the next one to any other */
+        PGresult *r = PQexecParams(d->conn, sql, n, NULL, params, NULL, NULL, 0);
+        return db_result(d, r, name, res, errbuf, errlen);
     }
     if (!db_is_prepared(d, name)) {
         PGresult *p = PQprepare(d->conn, name, sql, n, NULL);
@@ -254,17 +285,7 @@ int db_query(db *d, const char *name, const char *sql, int n, const char *const 
         db_push(&d->stmts, &d->nstmts, &d->capstmts, name);
     }
     PGresult *r = PQexecPrepared(d->conn, name, n, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        int rc = db_classify(d, r, name, errbuf, errlen);
-        PQclear(r);
-        return rc;
-    }
-    if (res)
-        *res = r;
-    else
-        PQclear(r);
-    return DB_OK;
+    return db_result(d, r, name, res, errbuf, errlen);
 }
 
 int db_exec(db *d, const char *sql, char *errbuf, size_t errlen)

@@ -1,7 +1,8 @@
 /* db — a PostgreSQL connection that survives the server going away.
  *
  * db_query runs a named, parameterised statement: it is prepared on first use
- * on each connection (and again after a reconnect). When the connection is
+ * on each connection (and again after a reconnect), or sent unnamed each time
+ * (db_set_unnamed: through a transaction-pooling PgBouncer). When the connection is
  * lost, calls return DB_ECONN; db_ensure reconnects with backoff (logging
  * each attempt) and re-issues the LISTENs given to db_listen. */
 #ifndef DAGQ_DB_H
@@ -25,6 +26,14 @@ void db_free(db *d);
 /* SQL run on every new connection before anything else (e.g. "SET
  * lock_timeout = '2s'"); copied. NULL: none. */
 void db_set_session_sql(db *d, const char *sql);
+
+/* on: db_query sends its statements unnamed (PQexecParams: parse, bind and
+ * execute in one round trip) instead of preparing them once per connection,
+ * so nothing of a statement outlives its transaction on the server. For a
+ * connection that may go through a transaction-pooling PgBouncer, whose
+ * server connections change under the client between transactions (and which
+ * in 1.18 does not carry prepared statements over). Default off. */
+void db_set_unnamed(db *d, int on);
 
 /* Connects if not connected. Returns DB_OK, or DB_ECONN with the reason. One
  * attempt; the caller decides how long to wait (see db_ensure). */

@@ -4,6 +4,7 @@
 #include "alerts.h"
 #include "config.h"
 #include "daemon.h"
+#include "duration.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -37,7 +38,7 @@ static void on_hup(int sig)
 
 static daemon_opts dopt;
 static alerts_opts aopt;
-static char *opt_name;
+static char *opt_name, *opt_retention;
 static long long opt_heartbeat_timeout, opt_queued_timeout, opt_poll_interval_ms, opt_batch;
 
 static const config_option options[] = {
@@ -51,6 +52,10 @@ static const config_option options[] = {
      &opt_poll_interval_ms, 10, 60000},
     {"batch", CONFIG_INT, "256", "most tries queued in one pass", &opt_batch, 1, 100000},
     {"name", CONFIG_STRING, NULL, "this scheduler's name in logs (default host:pid)", &opt_name},
+    {"retention", CONFIG_STRING, NULL,
+     "delete finished runs (task instances, tries, logs, events) that ended longer ago than "
+     "this, e.g. 90d (unset: keep the history)",
+     &opt_retention},
     DAEMON_OPTIONS(&dopt),
     ALERTS_OPTIONS(&aopt),
     {NULL}};
@@ -80,6 +85,14 @@ int main(int argc, char **argv)
         rc = CONFIG_ERR;
     if (rc == CONFIG_OK && alerts_check(&aopt, err, sizeof err) != 0)
         rc = CONFIG_ERR;
+    double retention_s = 0;
+    if (rc == CONFIG_OK && opt_retention) {
+        char why[512];
+        if (duration_parse(opt_retention, &retention_s, why, sizeof why) != 0) {
+            snprintf(err, sizeof err, "--retention: %s", why);
+            rc = CONFIG_ERR;
+        }
+    }
     if (rc != CONFIG_OK) {
         fprintf(stderr, "dagq-scheduler: %s\n", err);
         config_free(options);
@@ -106,8 +119,8 @@ int main(int argc, char **argv)
     char broker[512];
     queue_url_redact(dopt.broker_url, broker, sizeof broker);
     log_info("scheduler starting",
-             "name=%s broker=%s heartbeat_timeout_s=%lld queued_timeout_s=%lld", name, broker,
-             opt_heartbeat_timeout, opt_queued_timeout);
+             "name=%s broker=%s heartbeat_timeout_s=%lld queued_timeout_s=%lld retention_s=%.0f",
+             name, broker, opt_heartbeat_timeout, opt_queued_timeout, retention_s);
 
     /* operator endpoints (off without --http-port); metrics hooks accept NULL */
     metrics *m = NULL;
@@ -123,6 +136,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    retention *ret = retention_s > 0 ? retention_new(retention_s) : NULL;
     scheduler_conf sc = {
         .name = name,
         .database_url = dopt.database_url,
@@ -134,6 +148,7 @@ int main(int argc, char **argv)
                 .batch = (int)opt_batch,
                 .housekeeping_ms = 1000,
                 .metrics = m,
+                .retention = ret,
             },
         .poll_interval_ms = (int)opt_poll_interval_ms,
         .metrics = m,
@@ -147,6 +162,7 @@ int main(int argc, char **argv)
         rc = scheduler_run(&sc, &stop_requested, &hup_seen);
     }
     alerts_stop(al);
+    retention_free(ret);
     http_stop(hs);
     metrics_free(m);
     config_free(options);

@@ -309,6 +309,8 @@ static int sched_housekeeping(sched *s, double t0, char *err, size_t errlen)
             return rc;
         s->last_prune = t0;
     }
+    if ((rc = retention_housekeeping(s->conf.retention, s->d, t0, err, errlen)))
+        return rc;
     return 0;
 }
 

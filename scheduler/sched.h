@@ -19,6 +19,7 @@
 #include "db.h"
 #include "metrics.h"
 #include "queue.h"
+#include "retention.h"
 
 #include <stddef.h>
 
@@ -26,8 +27,9 @@ typedef struct sched_conf {
     double heartbeat_timeout_s; /* running try without heartbeat for this long: zombie */
     double queued_timeout_s;    /* queued try not started after this long: push again */
     int batch;                  /* most tries queued in one pass */
-    int housekeeping_ms; /* how often zombies, stale queued tries and schedules are checked */
-    metrics *metrics;    /* borrowed; NULL: not counted (no --http-port) */
+    int housekeeping_ms;  /* how often zombies, stale queued tries and schedules are checked */
+    metrics *metrics;     /* borrowed; NULL: not counted (no --http-port) */
+    retention *retention; /* borrowed; NULL: the history is kept (no --retention) */
 } sched_conf;
 
 typedef struct sched_stats {

@@ -3,7 +3,7 @@
 # and only what is missing. Uses sudo when not root.
 set -eu
 PKGS="build-essential pkg-config libpq-dev libhiredis-dev libssl-dev openssl librdkafka-dev libmsgpack-dev
-libmicrohttpd-dev libcurl4-openssl-dev python3-venv postgresql postgresql-contrib redis-server redis-tools kcat tzdata curl python3
+libmicrohttpd-dev libcurl4-openssl-dev python3-venv postgresql postgresql-contrib pgbouncer redis-server redis-tools kcat tzdata curl python3
 default-jre-headless maven docker-compose clang-format procps psmisc util-linux
 chromium chromium-driver podman runc netavark aardvark-dns iptables debootstrap"
 missing=""

@@ -143,6 +143,12 @@ check_logs() {
             fail "unexpected level=error in $name.log ($(wc -l <<<"$lines") lines; expect_log_errors declares the expected ones):"
             head -10 <<<"$lines" | sed 's/^/      /' >&2
         fi
+        # through a transaction pooler, a session's leftovers meet another
+        # client: a prepared statement that exists, or not, where it should not
+        if [ -n "${T_PGBOUNCER:-}" ] && grep -qE 'prepared statement .*(already exists|does not exist)' "$f"; then
+            fail "session state met another client through PgBouncer in $name.log:"
+            grep -E 'prepared statement' "$f" | head -5 >&2
+        fi
         # every password of the run is made of $T_SECRET: none may be logged
         if [ -n "${T_SECRET:-}" ] && grep -qF -- "$T_SECRET" "$f"; then
             fail "a password is in $name.log:"

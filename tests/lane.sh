@@ -7,7 +7,9 @@
 # $T_RUN/queue.lock, counts what was taken), so lanes that draw short items
 # simply draw more of them. An item is either an integration case (a case_*
 # function of a tests/integration/*.sh file, on one broker) or a standalone
-# test script that starts its own servers.
+# test script that starts its own servers. An integration case of kind
+# pgbcase runs with every worker connecting through the lane's PgBouncer
+# (transaction pooling), started the first time a case needs it.
 #
 # The lane's servers are its own: PostgreSQL, Redis and Kafka on ports of
 # the lane's block (T_PORT_BASE, T_PORT_SPAN: see t_free_port) with data
@@ -40,6 +42,7 @@ lane_teardown() {
     if [ -n "$CASE_PGID" ]; then kill -9 -- "-$CASE_PGID" 2>/dev/null; fi
     kafka_kill
     redis_stop
+    pgbouncer_stop
     pg_stop
 }
 trap lane_teardown EXIT
@@ -99,6 +102,19 @@ lane_need() {
             redis_restart 2>>"$NEED_ERR" || { echo "lane $lane: cannot restart Redis" >>"$NEED_ERR"; return 1; }
         fi
         ;;
+    pgbouncer)
+        # one server connection per case database: the case's workers share
+        # it, so whatever one of them left on a session, another would meet
+        export PGB_POOL_SIZE=${DAGQ_TEST_PGBOUNCER_POOL:-1}
+        if [ -z "${PGB_PORT:-}" ]; then
+            pgbouncer_start 2>>"$NEED_ERR" || { echo "lane $lane: cannot start PgBouncer" >>"$NEED_ERR"; return 1; }
+        elif ! pgbouncer_ping >/dev/null 2>&1; then
+            t_log "lane $lane: PgBouncer is down after the last case; restarting it"
+            pgbouncer_stop
+            unset PGB_PORT
+            pgbouncer_start 2>>"$NEED_ERR" || { echo "lane $lane: cannot restart PgBouncer" >>"$NEED_ERR"; return 1; }
+        fi
+        ;;
     kafka)
         if [ -z "${KAFKA_URL:-}" ]; then
             kafka_start 2>>"$NEED_ERR" || { echo "lane $lane: cannot start Kafka" >>"$NEED_ERR"; return 1; }
@@ -138,12 +154,14 @@ lane_wait() {
     CASE_PGID=""
 }
 
-# lane_case N BROKER FILE FUNCTION NAME
+# lane_case N BROKER FILE FUNCTION NAME [pgbouncer]: with pgbouncer, every
+# worker the case starts connects through the lane's PgBouncer in
+# transaction pooling mode (T_WORKER_DB_URL; T_PGBOUNCER=1 tells the case)
 lane_case() {
-    local n=$1 b=$2 f=$3 c=$4 name=$5 t0=$EPOCHREALTIME rc db
+    local n=$1 b=$2 f=$3 c=$4 name=$5 via=${6:-} t0=$EPOCHREALTIME rc db
     export T_CASE="$T_ROOT/cases/$n-${c#case_}-$b"
     mkdir -p "$T_CASE"
-    if ! lane_need pg || ! lane_need "$b"; then
+    if ! lane_need pg || ! lane_need "$b" || { [ -n "$via" ] && ! lane_need pgbouncer; }; then
         lane_report FAIL "$(lane_since "$t0")" "$name" "$NEED_ERR"
         return
     fi
@@ -163,6 +181,9 @@ lane_case() {
         # the superuser the case sets up with
         pg_login_roles || { echo "cannot create the login roles"; exit 1; }
         export T_SCHED_DB_URL=$(role_url scheduler "$db") T_WORKER_DB_URL=$(role_url worker "$db")
+        if [ -n "$via" ]; then
+            export T_PGBOUNCER=1 T_WORKER_DB_URL=$(pgbouncer_url "$T_WORKER_DB_URL")
+        fi
         export T_OPERATOR_DB_URL=$(role_url operator "$db") T_VIEWER_DB_URL=$(role_url viewer "$db")
         export T_AUTHOR_DB_URL=$(role_url author "$db")
         . "$f"
@@ -174,6 +195,7 @@ lane_case() {
     CASE_PGID=$!
     set +m
     lane_wait "$T_CASE/case.out"
+    t_sweep "$T_CASE" # a server the case started itself (a PgBouncer daemonizes out of its group)
     if [ $rc -eq 0 ]; then
         lane_report ok "$(lane_since "$t0")" "$name"
     else
@@ -189,6 +211,7 @@ lane_script() {
     mkdir -p "$dir/root"
     set -m
     env -u PG_PORT -u PG_DIR -u PG_BIN -u PG_ADMIN_URL -u REDIS_PORT -u REDIS_DIR -u REDIS_URL \
+        -u PGB_PORT -u PGB_DIR \
         -u KAFKA_URL -u KAFKA_PORT -u KAFKA_CONTROLLER_PORT -u KAFKA_DIR -u KAFKA_PID -u T_CASE \
         T_ROOT="$dir/root" bash "$f" >"$dir/out" 2>&1 </dev/null &
     CASE_PGID=$!
@@ -208,6 +231,7 @@ while item=$(lane_next); do
     kill -0 "$T_RUN_PID" 2>/dev/null || exit 1
     case $kind in
     case) lane_case "$n" "$broker" "$file" "$func" "$name" ;;
+    pgbcase) lane_case "$n" "$broker" "$file" "$func" "$name" pgbouncer ;;
     script) lane_script "$n" "$file" "$name" ;;
     esac
 done

@@ -74,8 +74,16 @@ pg_as() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# PG_DURABILITY=stock (the benchmarks' default) keeps PostgreSQL's own
+# durability (fsync, full_page_writes, synchronous_commit on) and its
+# max_connections (100); the tests' default, off, turns fsync and full page
+# writes off and allows 200 connections: they test behaviour, not speed.
 pg_start() {
     local bin; bin=$(pg_bindir)
+    local durability="fsync = off
+full_page_writes = off
+max_connections = 200"
+    [ "${PG_DURABILITY:-off}" = stock ] && durability="# stock durability and max_connections"
     [ -n "$bin" ] || { echo "PostgreSQL server not installed (make deps)" >&2; return 1; }
     PG_PORT=$(t_free_port)
     PG_DIR="$T_ROOT/pg"
@@ -87,9 +95,7 @@ pg_start() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_DIR'
-fsync = off
-full_page_writes = off
-max_connections = 200
+$durability
 shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = all
 CONF
@@ -157,6 +163,65 @@ pg_new_db() {
     local name=$1
     psql -X -q "$PG_ADMIN_URL" -c "CREATE DATABASE \"$name\"" >/dev/null || return 1
     echo "postgresql://dagq@127.0.0.1:$PG_PORT/$name"
+}
+
+# PgBouncer in transaction pooling mode in front of this run's PostgreSQL
+# ($PG_PORT), on a port of its own ($PGB_PORT): every database, the login
+# roles of pg_login_roles with their passwords (auth_file, scram-sha-256),
+# at most PGB_POOL_SIZE (default 20) server connections per database and
+# role. PGB_DIR (default $T_ROOT/pgbouncer) holds its settings, log and pid.
+# It refuses to run as root: as the postgres system user then.
+pgbouncer_start() {
+    command -v pgbouncer >/dev/null || { echo "pgbouncer not installed (make deps)" >&2; return 1; }
+    : "${PGB_DIR:=$T_ROOT/pgbouncer}"
+    PGB_PORT=$(t_free_port) || return 1
+    mkdir -p "$PGB_DIR"
+    local r
+    # dagq, the superuser the tests and benchmarks set up with, is only of
+    # use with PGB_AUTH_TYPE=trust (the benchmark's PgBouncer)
+    printf '"dagq" ""\n' >"$PGB_DIR/userlist.txt"
+    for r in scheduler worker operator viewer author; do
+        printf '"t_%s" "t_%s-%s"\n' "$r" "$r" "$T_SECRET" >>"$PGB_DIR/userlist.txt"
+    done
+    cat >"$PGB_DIR/pgbouncer.ini" <<INI
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = ${PGB_AUTH_TYPE:-scram-sha-256}
+auth_file = $PGB_DIR/userlist.txt
+pool_mode = transaction
+default_pool_size = ${PGB_POOL_SIZE:-20}
+max_client_conn = 2000
+max_db_connections = 0
+logfile = $PGB_DIR/pgbouncer.log
+pidfile = $PGB_DIR/pgbouncer.pid
+ignore_startup_parameters = extra_float_digits
+INI
+    chmod 600 "$PGB_DIR/userlist.txt"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres "$PGB_DIR"
+    pg_as pgbouncer -d "$PGB_DIR/pgbouncer.ini" >>"$PGB_DIR/start.log" 2>&1 ||
+        { cat "$PGB_DIR/start.log" "$PGB_DIR/pgbouncer.log" >&2 2>/dev/null; return 1; }
+    T_WAIT=10 t_wait_for pgbouncer_ping || { cat "$PGB_DIR/pgbouncer.log" >&2; return 1; }
+    export PGB_PORT PGB_DIR
+}
+
+# Does PgBouncer answer (it only answers once its port is bound)?
+pgbouncer_ping() { python3 -c "import socket; socket.create_connection(('127.0.0.1', $PGB_PORT), 1)"; }
+
+# pgbouncer_url URL: the same database and role, through PgBouncer
+pgbouncer_url() { sed -E "s/@127\.0\.0\.1:$PG_PORT\//@127.0.0.1:$PGB_PORT\//" <<<"$1"; }
+
+pgbouncer_stop() {
+    local pid
+    [ -n "${PGB_DIR:-}" ] && pid=$(cat "$PGB_DIR/pgbouncer.pid" 2>/dev/null) && [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null
+    local i
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$pid" 2>/dev/null
+    rm -f "$PGB_DIR/pgbouncer.pid"
 }
 
 # Redis runs in a session of its own (setsid), as Kafka does: a test may
@@ -235,6 +300,7 @@ t_cleanup() {
     for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     if type kafka_stop >/dev/null 2>&1; then kafka_stop; fi
     redis_stop
+    pgbouncer_stop
     pg_stop
     if [ -z "${T_KEEP:-}" ]; then rm -rf "$T_ROOT"; else echo "kept $T_ROOT" >&2; fi
 }
@@ -251,6 +317,9 @@ t_sweep() {
     while IFS= read -r f; do
         (REDIS_DIR=${f%/pid} && redis_stop)
     done < <(find "$1" -path '*/redis/pid' 2>/dev/null)
+    while IFS= read -r f; do
+        (PGB_DIR=${f%/pgbouncer.pid} && pgbouncer_stop)
+    done < <(find "$1" -name pgbouncer.pid 2>/dev/null)
     while IFS= read -r f; do
         (KAFKA_DIR=${f%/kafka.pid} && kafka_kill)
     done < <(find "$1" -path '*/kafka/kafka.pid' 2>/dev/null)

@@ -133,8 +133,17 @@ add_item() { # kind broker file function name
         skips[$2]=$((${skips[$2]:-0} + 1))
     fi
 }
+# Through PgBouncer (transaction pooling, every worker's connection):
+# DAGQ_TEST_PGBOUNCER=1 runs every case so, named pgbouncer/BROKER/...;
+# unset, the cases of the files in DAGQ_TEST_PGBOUNCER_FILES (default
+# "core faults state") run so once more, on Redis (the worker's database
+# path does not depend on the broker); 0 runs none so.
+pgb_mode=${DAGQ_TEST_PGBOUNCER:-}
+pgb_files=${DAGQ_TEST_PGBOUNCER_FILES-core faults state}
 collect_items() {
-    local f cases c b file_brokers s
+    local f cases c b file_brokers s base kind pgb_b
+    pgb_b=redis
+    has_broker redis || pgb_b=kafka
     for f in tests/integration/*.sh; do
         [ -f "$f" ] || continue
         cases=$(grep -oE '^case_[A-Za-z0-9_]+\(\)' "$f" | tr -d '()')
@@ -146,9 +155,20 @@ collect_items() {
                 continue
                 ;;
             esac
+            base=$(basename "$f" .sh)
             for c in $cases; do
-                selected "$b/$(basename "$f" .sh)/${c#case_}" || continue
-                add_item case "$b" "$f" "$c" "$b/$(basename "$f" .sh)/${c#case_}"
+                if [ "$pgb_mode" = 1 ]; then
+                    selected "pgbouncer/$b/$base/${c#case_}" || continue
+                    add_item pgbcase "$b" "$f" "$c" "pgbouncer/$b/$base/${c#case_}"
+                    continue
+                fi
+                if selected "$b/$base/${c#case_}"; then
+                    add_item case "$b" "$f" "$c" "$b/$base/${c#case_}"
+                fi
+                case " $pgb_files " in *" $base "*) ;; *) continue ;; esac
+                [ "$pgb_mode" != 0 ] && [ "$b" = "$pgb_b" ] || continue
+                selected "pgbouncer/$b/$base/${c#case_}" || continue
+                add_item pgbcase "$b" "$f" "$c" "pgbouncer/$b/$base/${c#case_}"
             done
         done
     done
@@ -190,10 +210,15 @@ preflight() {
         items=()
         return 0
     fi
+    local need_pgb=0 k
     for i in "${items[@]}"; do
-        IFS=$'\t' read -r _ b _ <<<"$i"
+        IFS=$'\t' read -r k b _ <<<"$i"
         case $b in redis) need_redis=1 ;; kafka) need_kafka=1 ;; esac
+        [ "$k" = pgbcase ] && need_pgb=1
     done
+    if [ $need_pgb = 1 ] && ! command -v pgbouncer >/dev/null; then
+        record FAIL "pgbouncer not installed (make deps); the cases through PgBouncer cannot run"
+    fi
     if [ $need_redis = 1 ] && ! command -v redis-server >/dev/null; then
         drop_items redis "redis-server not installed (make deps)"
     fi

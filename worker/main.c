@@ -55,6 +55,7 @@ static void on_child(int sig)
 static daemon_opts dopt;
 static char *opt_name, *opt_run_as;
 static long long opt_slots, opt_heartbeat_interval, opt_drain_timeout, opt_reclaim_idle;
+static long long opt_dead_letter_max;
 static config_list opt_groups;
 
 static const config_option options[] = {
@@ -73,6 +74,10 @@ static const config_option options[] = {
     {"reclaim-idle-ms", CONFIG_INT, "30000",
      "Redis: reclaim messages a dead consumer left unacknowledged this long", &opt_reclaim_idle,
      100, 86400000},
+    {"dead-letter-max", CONFIG_INT, "10000",
+     "Redis: the dead-letter stream keeps about this many entries, the oldest are trimmed "
+     "(XADD MAXLEN ~)",
+     &opt_dead_letter_max, 1, 100000000},
     DAEMON_OPTIONS(&dopt),
     {NULL}};
 
@@ -172,6 +177,7 @@ int main(int argc, char **argv)
 
     queue_conf qc = daemon_queue_conf(&dopt, name);
     qc.reclaim_idle_ms = (int)opt_reclaim_idle;
+    qc.dead_letter_max = (int)opt_dead_letter_max;
     metrics *m = NULL;
     http_server *hs = NULL;
     if (dopt.http_port) {

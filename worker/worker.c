@@ -105,6 +105,7 @@ worker *worker_new(const worker_conf *conf)
     worker_draw_incarnation(w->incarnation);
     worker_base_env(w);
     w->d = db_new(conf->database_url, "dagq-worker");
+    db_set_unnamed(w->d, 1); /* nothing kept on the session: poolers welcome (README) */
     w->res = results_new(conf->name, w->incarnation, conf->metrics);
     return w;
 }

@@ -44,6 +44,8 @@ typedef struct queue_conf {
     int n_kafka_props;
     int reclaim_idle_ms; /* Redis: reclaim entries a dead consumer left pending
                             for this long; default 30000 */
+    int dead_letter_max; /* Redis: the dead-letter stream is trimmed to about this
+                            many entries (XADD MAXLEN ~); default 10000 */
     /* rediss://: files (PEM) and the name the server's certificate must
      * carry, where the URL's tls-ca=, tls-cert=, tls-key=, tls-server-name=
      * give none; NULL: the system's CAs, no client certificate, the host */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #define QR_RECLAIM_IDLE_DEFAULT_MS 30000
+#define QR_DEAD_LETTER_MAX_DEFAULT 10000
 #define QR_WAKE_TRIES 50
 #define QR_WAKE_RETRY_MS 2
 
@@ -76,6 +77,8 @@ static qr_consumer *qr_consumer_new(const queue_conf *conf, const char *group, q
     c->logctx = mem_printf("broker=\"%s\" %s", log_quote(c->url.addr, qa, sizeof qa), c->label);
     c->reclaim_idle_ms =
         conf->reclaim_idle_ms > 0 ? conf->reclaim_idle_ms : QR_RECLAIM_IDLE_DEFAULT_MS;
+    snprintf(c->dead_letter_max, sizeof c->dead_letter_max, "%d",
+             conf->dead_letter_max > 0 ? conf->dead_letter_max : QR_DEAD_LETTER_MAX_DEFAULT);
     snprintf(c->reclaim_cursor, sizeof c->reclaim_cursor, "0-0");
     c->next_reclaim_ms = 0; /* at the first poll: a predecessor may have died */
     qr_conn__init(&c->rconn, &c->url, "consumer", c->label, c->name, 1);
@@ -233,15 +236,18 @@ int qr_consumer__dead_letter(void *impl, queue_msg *m, const char *reason, const
     qr_consumer *c = impl;
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
     const char *payload = m->data ? (const char *)m->data : "";
-    const char *xadd[] = {"XADD",   c->dead_letter, "*",  "reason", reason,  "payload", payload,
-                          "stream", c->stream,      "id", m->id,    "group", c->group};
-    size_t xadd_lens[13];
-    for (int i = 0; i < 13; i++)
+    /* capped: a flood of junk must not grow Redis's memory without bound */
+    const char *xadd[] = {"XADD",   c->dead_letter, "MAXLEN", "~",       c->dead_letter_max,
+                          "*",      "reason",       reason,   "payload", payload,
+                          "stream", c->stream,      "id",     m->id,     "group",
+                          c->group};
+    size_t xadd_lens[16];
+    for (int i = 0; i < 16; i++)
         xadd_lens[i] = strlen(xadd[i]);
-    xadd_lens[6] = m->data ? m->len : 0; /* the payload: binary */
+    xadd_lens[9] = m->data ? m->len : 0; /* the payload: binary */
     const char *xack[] = {"XACK", c->stream, QR_GROUP, m->id};
     const char *xdel[] = {"XDEL", c->stream, m->id};
-    const int argcs[] = {1, 13, 4, 3, 1};
+    const int argcs[] = {1, 16, 4, 3, 1};
     const char **const argvs[] = {multi, xadd, xack, xdel, exec};
     const size_t *const lens[] = {NULL, xadd_lens, NULL, NULL, NULL};
     *where = c->dead_letter;

@@ -7,7 +7,9 @@
  *     which queue.h allows from other threads while poll blocks.
  * ack = MULTI XACK XDEL EXEC: an entry is consumed by exactly one consumer
  * group, so it is deleted once acked and the stream does not grow forever.
- * dead_letter = MULTI XADD <prefix>dead-letter XACK XDEL EXEC: both or
+ * dead_letter = MULTI XADD <prefix>dead-letter MAXLEN ~ N XACK XDEL EXEC
+ * (the stream is trimmed to about N entries: whole nodes, so it may hold up
+ * to a node's worth, stream-node-max-entries, more): both or
  * neither; the letter has the fields reason, payload, stream, id, group.
  * Both are idempotent: one that fails on a connection made before the call
  * (typically: Redis restarted while we were idle) reconnects and is retried
@@ -49,6 +51,7 @@ typedef struct qr_consumer {
     char *label;       /* `group=... stream="..." consumer="..."` */
     char *logctx;      /* `broker="..." ` and the label, for logs */
     int reclaim_idle_ms;
+    char dead_letter_max[16]; /* XADD MAXLEN ~ this */
     char reclaim_cursor[64];
     int64_t next_reclaim_ms;
 

@@ -63,7 +63,10 @@ SQL
     assert_eq success "$(wait_run "$run" 60)" "run finishes after the outage"
     assert_eq "a b" "$(tr '\n' ' ' <"$T_CASE/ran" | sed 's/ $//')" "each task once, in order"
     assert_eq 1 "$(sql "SELECT try_number FROM dagq.task_instance WHERE run_id = $run AND task_id = 'a'")" "no retry needed"
-    assert_contains "$(cat "$T_CASE/w1.log")" "database reconnected" "worker said it reconnected"
+    # through PgBouncer the worker's own connection never dropped: its
+    # calls waited in PgBouncer's queue until the server was back
+    [ -n "${T_PGBOUNCER:-}" ] ||
+        assert_contains "$(cat "$T_CASE/w1.log")" "database reconnected" "worker said it reconnected"
     assert_contains "$(cat "$T_CASE/sched.log")" "database" "scheduler logged the outage"
 }
 
