@@ -30,8 +30,10 @@ CREATE INDEX dag_run_ended ON dagq.dag_run (ended_at) WHERE state IN ('success',
 -- events of no run, by age
 CREATE INDEX event_runless ON dagq.event (created_at) WHERE run_id IS NULL;
 
--- Finished runs that may be pruned at p_cutoff: ended before it, and no task
--- instance of theirs unfinished.
+-- Finished runs that may be pruned at p_cutoff: ended before it, no task
+-- instance of theirs unfinished, and no running backfill still to rerun
+-- them (reprocess 'failed' or 'all' over old dates: the user asked for that
+-- run again, not for its interval to be skipped as deleted).
 CREATE FUNCTION dagq.prunable_run(p_run_id bigint, p_state text, p_ended_at timestamptz,
                                   p_cutoff timestamptz)
 RETURNS boolean
@@ -40,6 +42,9 @@ LANGUAGE sql STABLE AS $$
        AND NOT EXISTS (SELECT 1 FROM dagq.task_instance t
                         WHERE t.run_id = p_run_id
                           AND t.state IN ('scheduled', 'queued', 'running', 'up_for_retry'))
+       AND NOT EXISTS (SELECT 1 FROM dagq.backfill_run e JOIN dagq.backfill b USING (backfill_id)
+                        WHERE e.run_id = p_run_id AND e.started_at IS NULL AND e.action <> 'skip'
+                          AND b.state = 'running')
 $$;
 
 CREATE FUNCTION dagq.prune_cutoff(p_older_than interval, p_what text) RETURNS timestamptz

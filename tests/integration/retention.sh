@@ -106,6 +106,32 @@ case_prune_deletes_only_old_finished_runs_never_one_in_flight() {
     kill9 w1 # its slow tries would hold its drain for a minute
 }
 
+# An old run that a running backfill has still to rerun (reprocess all over
+# old dates) is the user's work to come, not history: prune keeps it until
+# the backfill is over.
+case_prune_keeps_a_run_a_backfill_is_still_to_rerun() {
+    retention_setup 2 0
+    stop_all # the backfill below is made by hand: no scheduler may start it
+    local keep gone
+    keep=$(sql "SELECT min(run_id) FROM dagq.dag_run WHERE dag_id = 'old'")
+    gone=$(sql "SELECT max(run_id) FROM dagq.dag_run WHERE dag_id = 'old'")
+    sqlf <<SQL >/dev/null
+INSERT INTO dagq.backfill (backfill_id, dag_id, from_date, to_date, reprocess, created_by)
+VALUES (9001, 'old', now() - interval '41 days', now() - interval '39 days', 'all', 'tester');
+INSERT INTO dagq.backfill_run (backfill_id, seq, logical_date, data_interval_end, action, run_id)
+SELECT 9001, 1, logical_date, data_interval_end, 'rerun_all', run_id FROM dagq.dag_run WHERE run_id = $keep;
+INSERT INTO dagq.backfill_run (backfill_id, seq, logical_date, data_interval_end, action, run_id, started_at)
+SELECT 9001, 2, logical_date, data_interval_end, 'rerun_all', run_id, now() FROM dagq.dag_run WHERE run_id = $gone;
+SQL
+    assert_contains "$("$T_BIN/dagq" db prune --older-than 30d 2>&1)" "deleted 1 runs" "one old run goes"
+    assert_eq "$keep" "$(sql "SELECT string_agg(run_id::text, ',') FROM dagq.dag_run WHERE dag_id = 'old'")" \
+        "the run the backfill has still to rerun is kept, the one it reran is not"
+    assert_eq 3 "$(sql "SELECT count(*) FROM dagq.task_instance WHERE run_id = $keep")" "with its task instances"
+    sql "UPDATE dagq.backfill SET state = 'canceled', ended_at = now() WHERE backfill_id = 9001" >/dev/null
+    assert_contains "$("$T_BIN/dagq" db prune --older-than 30d 2>&1)" "deleted 1 runs" "once the backfill is over"
+    assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'old'")" "the old runs are gone"
+}
+
 # A prune's batch locks only what it deletes and skips what others hold:
 # a row a user holds does not stall it, and a batch held open does not stall
 # a scheduling pass.
