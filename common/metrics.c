@@ -38,6 +38,11 @@ static const struct {
     {"dagq_oldest_queued_try_age_seconds", METRICS_GAUGE,
      "Age of the oldest try in state queued, by worker group (0 when none)."},
     {"dagq_worker_slots", METRICS_GAUGE, "This worker's slots, busy or free."},
+    {"dagq_worker_batches_total", METRICS_COUNTER,
+     "Statements this worker claimed or finished tries with (op claim, finish)."},
+    {"dagq_worker_batch_items_total", METRICS_COUNTER,
+     "Messages claimed and results finished in those statements (items / batches is the mean "
+     "batch)."},
     {"dagq_up", METRICS_GAUGE, "1 when the server (database or broker) is reachable."},
     {"dagq_reconnects_total", METRICS_COUNTER,
      "Times the connection to the server (database or broker) came back after a loss."},

@@ -1,12 +1,15 @@
 /* results — finished tries whose outcome is not yet in the metastore.
  *
- * A result is never dropped. It is written with dagq.finish_try; a lost
- * connection keeps it for when the database is back; a statement that fails
- * for a passing reason (a lock held elsewhere, a deadlock) is tried again at
- * once; any other failure is tried again with backoff (up to 5 s apart),
- * and after three such failures the try is written without its output (the
- * note says why), and after three more it is given back to the scheduler as
- * a retry (dagq.release_try), which is tried until it is written. */
+ * A result is never dropped. Every result ready when the loop flushes is
+ * written with one dagq.finish_tries (one statement, one commit); a lost
+ * connection keeps them for when the database is back; a batch that fails
+ * for a passing reason (a lock held elsewhere, a deadlock) is tried again
+ * at once, and one that fails otherwise is written result by result, so a
+ * result the metastore refuses never holds back the others. Alone, a
+ * result that fails is tried again with backoff (up to 5 s apart), after
+ * three such failures it is written without its output (the note says
+ * why), and after three more it is given back to the scheduler as a retry
+ * (dagq.release_try), which is tried until it is written. */
 #ifndef DAGQ_RESULTS_H
 #define DAGQ_RESULTS_H
 

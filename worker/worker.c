@@ -8,6 +8,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "pgarray.h"
 #include "results.h"
 
 #include <errno.h>
@@ -24,6 +25,23 @@ extern char **environ;
 
 #define KILL_GRACE_S 5.0  /* TERM, then KILL this long after */
 #define CHECK_EVERY_S 0.5 /* how often running tries are checked against the metastore */
+
+/* The columns of dagq.claim_tries. */
+enum {
+    CL_TI,
+    CL_TRY,
+    CL_COMMAND,
+    CL_ENV,
+    CL_TIMEOUT,
+    CL_DAG,
+    CL_TASK,
+    CL_RUN,
+    CL_LOGICAL_DATE,
+    CL_MAX_TRIES,
+    CL_RETRY_DELAY,
+    CL_EXP_BACKOFF,
+    CL_MAX_RETRY_DELAY
+};
 
 /* A try this worker runs. */
 typedef struct run {
@@ -274,20 +292,20 @@ static int worker_heartbeat(worker *w, const char *state)
 /* The task's environment: the base, its DAGQ_* variables first (so nothing
  * overrides them), then the run's params and the task's env (the claim's
  * NAME=value strings). */
-static char **worker_env(worker *w, const msg_task *m, PGresult *claim)
+static char **worker_env(worker *w, const run *x, PGresult *claim, int row)
 {
     char **extra = NULL;
     int nextra = 0;
-    if (db_text_array(PQgetvalue(claim, 0, 1), &extra, &nextra) != 0)
+    if (db_text_array(PQgetvalue(claim, row, CL_ENV), &extra, &nextra) != 0)
         nextra = 0; /* the claim's own array: cannot be malformed, but never crash */
     char **e = mem_calloc(w->nbase_env + 6 + (size_t)nextra + 1, sizeof *e);
     memcpy(e, w->base_env, w->nbase_env * sizeof *e);
     size_t k = w->nbase_env;
-    e[k++] = mem_printf("DAGQ_DAG_ID=%s", PQgetvalue(claim, 0, 3));
-    e[k++] = mem_printf("DAGQ_TASK_ID=%s", PQgetvalue(claim, 0, 4));
-    e[k++] = mem_printf("DAGQ_RUN_ID=%s", PQgetvalue(claim, 0, 5));
-    e[k++] = mem_printf("DAGQ_TRY_NUMBER=%d", m->try_number);
-    e[k++] = mem_printf("DAGQ_LOGICAL_DATE=%s", PQgetvalue(claim, 0, 6));
+    e[k++] = mem_printf("DAGQ_DAG_ID=%s", x->dag);
+    e[k++] = mem_printf("DAGQ_TASK_ID=%s", x->task);
+    e[k++] = mem_printf("DAGQ_RUN_ID=%lld", x->run_id);
+    e[k++] = mem_printf("DAGQ_TRY_NUMBER=%d", x->try_number);
+    e[k++] = mem_printf("DAGQ_LOGICAL_DATE=%s", PQgetvalue(claim, row, CL_LOGICAL_DATE));
     e[k++] = mem_printf("DAGQ_WORKER=%s", w->conf.name);
     for (int i = 0; i < nextra; i++)
         e[k++] = extra[i]; /* ownership moves to e */
@@ -303,22 +321,22 @@ static void worker_env_free(const worker *w, char **e)
     mem_free(e);
 }
 
-/* The try just claimed, as the claim describes it. */
-static run *worker_run_new(const msg_task *m, PGresult *claim, const char *group)
+/* The try claimed in row `row` of a claim, as the claim describes it. */
+static run *worker_run_new(PGresult *claim, int row, const char *group)
 {
     run *x = mem_calloc(1, sizeof *x);
-    x->ti = m->ti;
-    x->try_number = m->try_number;
-    x->run_id = strtoll(PQgetvalue(claim, 0, 5), NULL, 10);
-    snprintf(x->dag, sizeof x->dag, "%s", PQgetvalue(claim, 0, 3));
-    snprintf(x->task, sizeof x->task, "%s", PQgetvalue(claim, 0, 4));
+    x->ti = strtoll(PQgetvalue(claim, row, CL_TI), NULL, 10);
+    x->try_number = atoi(PQgetvalue(claim, row, CL_TRY));
+    x->run_id = strtoll(PQgetvalue(claim, row, CL_RUN), NULL, 10);
+    snprintf(x->dag, sizeof x->dag, "%s", PQgetvalue(claim, row, CL_DAG));
+    snprintf(x->task, sizeof x->task, "%s", PQgetvalue(claim, row, CL_TASK));
     snprintf(x->group, sizeof x->group, "%s", group);
-    x->retry_delay = atof(PQgetvalue(claim, 0, 8));
-    x->exp_backoff = PQgetvalue(claim, 0, 9)[0] == 't';
-    x->max_retry_delay = atof(PQgetvalue(claim, 0, 10));
+    x->retry_delay = atof(PQgetvalue(claim, row, CL_RETRY_DELAY));
+    x->exp_backoff = PQgetvalue(claim, row, CL_EXP_BACKOFF)[0] == 't';
+    x->max_retry_delay = atof(PQgetvalue(claim, row, CL_MAX_RETRY_DELAY));
     x->started = clock_now_s();
-    if (!PQgetisnull(claim, 0, 2))
-        x->deadline = x->started + atof(PQgetvalue(claim, 0, 2));
+    if (!PQgetisnull(claim, row, CL_TIMEOUT))
+        x->deadline = x->started + atof(PQgetvalue(claim, row, CL_TIMEOUT));
     return x;
 }
 
@@ -332,14 +350,15 @@ static void worker_add_result(worker *w, const run *x, int ok, int exit_code, co
                 x->dag, x->task, x->group);
 }
 
-/* Starts the claimed try x. */
-static void worker_spawn(worker *w, run *x, const msg_task *m, PGresult *claim)
+/* Starts the claimed try x (row `row` of the claim). */
+static void worker_spawn(worker *w, run *x, PGresult *claim, int row)
 {
     metrics_ti_state(w->conf.metrics, x->group, "running", 1);
-    char **envp = worker_env(w, m, claim);
+    char **envp = worker_env(w, x, claim, row);
     child *ch = NULL;
     char serr[256], q[300];
-    if (child_spawn(PQgetvalue(claim, 0, 0), envp, w->conf.run_as, &ch, serr, sizeof serr) != 0) {
+    if (child_spawn(PQgetvalue(claim, row, CL_COMMAND), envp, w->conf.run_as, &ch, serr,
+                    sizeof serr) != 0) {
         char *note = mem_printf("cannot start the command: %s", serr);
         log_error("cannot start the command", "ti=%lld try=%d error=\"%s\"", x->ti, x->try_number,
                   log_quote(serr, q, sizeof q));
@@ -359,58 +378,127 @@ static void worker_spawn(worker *w, run *x, const msg_task *m, PGresult *claim)
     worker_env_free(w, envp);
 }
 
-/* Decodes, claims and starts one message. Returns 0 when the message is
- * decided, or -1 when it was put back (the database is unreachable, or a
- * passing failure: the loop takes no more for a moment). */
-static int worker_take(worker *w, intake_item *it)
+/* The messages of one turn: taken from the intake and decoded, claimed in
+ * one statement. */
+typedef struct take_batch {
+    intake_item **items;
+    msg_task *msgs;
+    int n;
+} take_batch;
+
+/* Takes up to `room` decodable messages; undecodable ones go to the
+ * dead-letter queue. */
+static void worker_take_msgs(worker *w, take_batch *b, int room)
 {
     char err[512], q[512];
-    msg_task m;
-    if (msg_decode(it->msg->data, it->msg->len, &m, err, sizeof err) != 0) {
-        char reason[600];
-        snprintf(reason, sizeof reason, "undecodable message: %s", err);
-        log_warn("malformed message sent to the dead-letter queue", "group=%s id=%s reason=\"%s\"",
-                 it->group, it->msg->id, log_quote(reason, q, sizeof q));
-        intake_done(w->in, it, reason);
-        return 0;
+    intake_item *it;
+    while (b->n < room && (it = intake_take(w->in)) != NULL) {
+        if (msg_decode(it->msg->data, it->msg->len, &b->msgs[b->n], err, sizeof err) != 0) {
+            char reason[600];
+            snprintf(reason, sizeof reason, "undecodable message: %s", err);
+            log_warn("malformed message sent to the dead-letter queue", "group=%s id=%s reason=\"%s\"",
+                     it->group, it->msg->id, log_quote(reason, q, sizeof q));
+            intake_done(w->in, it, reason);
+            continue;
+        }
+        b->items[b->n++] = it;
     }
-    if (!worker_db_ok(w)) {
-        intake_unget(w->in, it);
-        return -1;
+}
+
+/* Puts the batch back in the intake, in its order. */
+static void worker_unget_batch(worker *w, take_batch *b)
+{
+    for (int i = b->n - 1; i >= 0; i--)
+        intake_unget(w->in, b->items[i]);
+    b->n = 0;
+}
+
+/* One dagq.claim_tries for the batch: *claim gets the rows of the tries
+ * claimed. Returns 0; or -1 when the batch was decided without a claim
+ * (put back when the database cannot answer now, dropped otherwise). */
+static int worker_claim_batch(worker *w, take_batch *b, PGresult **claim)
+{
+    char err[512], q[512];
+    pgarray tis, tries;
+    pgarray_init(&tis);
+    pgarray_init(&tries);
+    for (int i = 0; i < b->n; i++) {
+        pgarray_add_ll(&tis, (long long)b->msgs[i].ti);
+        pgarray_add_ll(&tries, b->msgs[i].try_number);
     }
-    char ti[32], tr[16];
-    snprintf(ti, sizeof ti, "%lld", (long long)m.ti);
-    snprintf(tr, sizeof tr, "%d", m.try_number);
-    const char *p[5] = {ti, tr, w->conf.name, w->incarnation, w->host};
-    PGresult *claim = NULL;
-    int rc =
-        db_query(w->d, "worker_claim", "SELECT * FROM dagq.claim_try($1, $2, $3, $4::uuid, $5)", 5,
-                 p, &claim, err, sizeof err);
-    if (rc == DB_ECONN || (rc == DB_EQUERY && db_error_transient(w->d))) {
-        intake_unget(w->in, it);
+    const char *p[5] = {pgarray_lit(&tis), pgarray_lit(&tries), w->conf.name, w->incarnation,
+                        w->host};
+    int rc = db_query(w->d, "worker_claim",
+                      "SELECT * FROM dagq.claim_tries($1, $2, $3, $4::uuid, $5)", 5, p, claim, err,
+                      sizeof err);
+    if (rc == DB_OK) {
+        metrics_counter_add(w->conf.metrics, "dagq_worker_batches_total", "op=\"claim\"", 1);
+        metrics_counter_add(w->conf.metrics, "dagq_worker_batch_items_total", "op=\"claim\"",
+                            b->n);
+    } else if (rc == DB_ECONN || (rc == DB_EQUERY && db_error_transient(w->d))) {
+        worker_unget_batch(w, b);
         w->take_after = clock_now_s() + 0.2;
-        return -1;
-    }
-    if (rc) {
-        log_error("claim failed; message dropped (the scheduler re-pushes a try left queued)",
-                  "ti=%s try=%s error=\"%s\"", ti, tr, log_quote(err, q, sizeof q));
-        intake_done(w->in, it, NULL);
+    } else if (rc) {
+        log_error("claim failed; messages dropped (the scheduler re-pushes a try left queued)",
+                  "tries=%d ti=%s error=\"%s\"", b->n, pgarray_lit(&tis), log_quote(err, q, sizeof q));
+        for (int i = 0; i < b->n; i++)
+            intake_done(w->in, b->items[i], NULL);
+        b->n = 0;
         w->next_heartbeat = 0; /* perhaps our row went away: register again */
-        return 0;
     }
-    if (PQntuples(claim) == 0) {
-        log_debug("duplicate or stale message dropped", "ti=%s try=%s group=%s id=%s", ti, tr,
-                  it->group, it->msg->id);
-        PQclear(claim);
-        intake_done(w->in, it, NULL);
-        return 0;
+    pgarray_free(&tis);
+    pgarray_free(&tries);
+    return rc ? -1 : 0;
+}
+
+/* The claim's row for message m, or -1 (a duplicate or stale message). A
+ * row is used once: a try named twice in the batch starts once. */
+static int worker_claim_row(PGresult *claim, const msg_task *m, char *used)
+{
+    for (int r = 0; r < PQntuples(claim); r++)
+        if (!used[r] && strtoll(PQgetvalue(claim, r, CL_TI), NULL, 10) == m->ti &&
+            atoi(PQgetvalue(claim, r, CL_TRY)) == m->try_number) {
+            used[r] = 1;
+            return r;
+        }
+    return -1;
+}
+
+/* Takes what the intake holds, as many as there are free slots, claims it
+ * in one statement and one commit, and starts what was claimed. */
+static void worker_take(worker *w)
+{
+    int room = w->conf.slots - w->nrunning;
+    if (room <= 0)
+        return;
+    take_batch b = {mem_calloc((size_t)room, sizeof *b.items),
+                    mem_calloc((size_t)room, sizeof *b.msgs), 0};
+    worker_take_msgs(w, &b, room);
+    PGresult *claim = NULL;
+    if (b.n > 0 && !worker_db_ok(w))
+        worker_unget_batch(w, &b);
+    if (b.n == 0 || worker_claim_batch(w, &b, &claim) != 0)
+        goto out;
+    char *used = mem_calloc((size_t)PQntuples(claim) + 1, 1);
+    for (int i = 0; i < b.n; i++) {
+        intake_item *it = b.items[i];
+        int row = worker_claim_row(claim, &b.msgs[i], used);
+        if (row < 0) {
+            log_debug("duplicate or stale message dropped", "ti=%lld try=%d group=%s id=%s",
+                      (long long)b.msgs[i].ti, b.msgs[i].try_number, it->group, it->msg->id);
+            intake_done(w->in, it, NULL);
+            continue;
+        }
+        /* claimed: the message has done its job */
+        run *x = worker_run_new(claim, row, it->group);
+        intake_claimed(w->in, it);
+        worker_spawn(w, x, claim, row);
     }
-    /* claimed: the message has done its job */
-    run *x = worker_run_new(&m, claim, it->group);
-    intake_claimed(w->in, it);
-    worker_spawn(w, x, &m, claim);
+    mem_free(used);
     PQclear(claim);
-    return 0;
+out:
+    mem_free(b.items);
+    mem_free(b.msgs);
 }
 
 /* ---- children ------------------------------------------------------------------ */
@@ -640,12 +728,8 @@ static void worker_turn(worker *w)
     worker_timeouts(w, t);
     if (results_pending(w->res) && worker_db_ok(w))
         results_flush(w->res, w->d, t);
-    if (w->in && t >= w->take_after) {
-        intake_item *it;
-        while (w->nrunning < w->conf.slots && (it = intake_take(w->in)) != NULL)
-            if (worker_take(w, it) != 0)
-                break;
-    }
+    if (w->in && t >= w->take_after)
+        worker_take(w);
     if (w->runs && t >= w->next_check) {
         worker_check_tries(w);
         w->next_check = t + CHECK_EVERY_S;

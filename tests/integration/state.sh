@@ -256,13 +256,15 @@ INSERT INTO dagq.task_dependency VALUES ('other', 'b', 'a');
 SELECT dagq.trigger_dag('held');
 SELECT dagq.start_run(1);
 SQL
-    hold locker 12 "SELECT 1 FROM dagq.task_instance WHERE run_id = 1 FOR UPDATE"
+    hold locker 20 "SELECT 1 FROM dagq.task_instance WHERE run_id = 1 FOR UPDATE"
     start_stack 1
     local run
     run=$(sql "SELECT dagq.trigger_dag('other')")
     assert_eq success "$(wait_run "$run" 8)" "another DAG runs while a row is held"
-    alive "$HOLD_PID" || fail "the holding transaction ended too early for the case to mean anything"
+    # read first, then check the hold was still there (on a loaded machine
+    # the reads themselves take a while)
     assert_eq scheduled "$(ti_state 1 x)" "the held task waits"
+    alive "$HOLD_PID" || fail "the holding transaction ended too early for the case to mean anything"
     wait "$HOLD_PID"
     assert_eq success "$(wait_run 1 30)" "and runs once the row is free"
 }
