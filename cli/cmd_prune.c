@@ -20,8 +20,8 @@ static int prune_fail(const char *stmt, const char *what, const char *err)
 
 static int prune_preview(cmd_ctx *c, const char *secs)
 {
-    static const char *headers[] = {"DAG", "RUNS", "TASK INSTANCES", "EVENTS", "OLDEST ENDED",
-                                    "NEWEST ENDED"};
+    static const char *headers[] = {"DAG",    "RUNS",         "TASK INSTANCES",
+                                    "EVENTS", "OLDEST ENDED", "NEWEST ENDED"};
     const char *p[1] = {secs};
     PGresult *r;
     char err[2048];

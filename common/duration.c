@@ -13,11 +13,10 @@ static const struct {
     const char *name;
     double secs;
 } duration_units[] = {
-    {"s", 1},          {"sec", 1},          {"secs", 1},       {"second", 1},
-    {"seconds", 1},    {"m", 60},           {"min", 60},       {"mins", 60},
-    {"minute", 60},    {"minutes", 60},     {"h", 3600},       {"hour", 3600},
-    {"hours", 3600},   {"d", 86400},        {"day", 86400},    {"days", 86400},
-    {"w", 604800},     {"week", 604800},    {"weeks", 604800},
+    {"s", 1},        {"sec", 1},     {"secs", 1},      {"second", 1},     {"seconds", 1},
+    {"m", 60},       {"min", 60},    {"mins", 60},     {"minute", 60},    {"minutes", 60},
+    {"h", 3600},     {"hour", 3600}, {"hours", 3600},  {"d", 86400},      {"day", 86400},
+    {"days", 86400}, {"w", 604800},  {"week", 604800}, {"weeks", 604800},
 };
 
 int duration_parse(const char *s, double *secs, char *errbuf, size_t errlen)
@@ -30,7 +29,8 @@ int duration_parse(const char *s, double *secs, char *errbuf, size_t errlen)
     char *end;
     double v = strtod(s, &end);
     if (end == s || errno || !isfinite(v) || v <= 0 || !isdigit((unsigned char)s[0])) {
-        errbuf_printf(errbuf, errlen, "\"%s\" is not an age (a number above 0 and a unit: 30d, 12h, 90 days)", s);
+        errbuf_printf(errbuf, errlen,
+                      "\"%s\" is not an age (a number above 0 and a unit: 30d, 12h, 90 days)", s);
         return -1;
     }
     while (*end == ' ')

@@ -7,9 +7,9 @@
 #include <stddef.h>
 
 typedef struct pgarray {
-    char *p;    /* "{" ... ; "}" added by pgarray_lit */
+    char *p; /* "{" ... ; "}" added by pgarray_lit */
     size_t len, cap;
-    int n;      /* elements so far */
+    int n; /* elements so far */
 } pgarray;
 
 void pgarray_init(pgarray *a);

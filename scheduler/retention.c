@@ -34,9 +34,10 @@ static int retention_batch(retention *r, db *d, long long got[5], char *errbuf, 
     snprintf(batch, sizeof batch, "%d", RETENTION_BATCH);
     const char *p[2] = {r->secs, batch};
     PGresult *res;
-    int rc = db_query(d, "retention_prune",
-                      "SELECT * FROM dagq.prune_history(make_interval(secs => $1::float8), $2::int)",
-                      2, p, &res, errbuf, errlen);
+    int rc =
+        db_query(d, "retention_prune",
+                 "SELECT * FROM dagq.prune_history(make_interval(secs => $1::float8), $2::int)", 2,
+                 p, &res, errbuf, errlen);
     if (rc)
         return rc;
     for (int k = 0; k < 5; k++)

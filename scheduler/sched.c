@@ -227,17 +227,16 @@ static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
 static int sched_next_timer(sched *s, char *err, size_t errlen)
 {
     PGresult *r;
-    int rc = db_query(
-        s->d, "sched_next_timer",
-        "SELECT extract(epoch FROM LEAST("
-        " (SELECT min(t.next_retry_at) FROM dagq.task_instance t"
-        "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
-        " (SELECT min(r.deadline) FROM dagq.dag_run r"
-        "   WHERE r.state = 'running' AND r.deadline > clock_timestamp()),"
-        " (SELECT min(t.ext_deadline) FROM dagq.task_instance t"
-        "   WHERE t.state = 'scheduled' AND t.ext_deadline > clock_timestamp()))"
-        " - clock_timestamp())::float8",
-        0, NULL, &r, err, errlen);
+    int rc = db_query(s->d, "sched_next_timer",
+                      "SELECT extract(epoch FROM LEAST("
+                      " (SELECT min(t.next_retry_at) FROM dagq.task_instance t"
+                      "   WHERE t.state = 'up_for_retry' AND t.next_retry_at > clock_timestamp()),"
+                      " (SELECT min(r.deadline) FROM dagq.dag_run r"
+                      "   WHERE r.state = 'running' AND r.deadline > clock_timestamp()),"
+                      " (SELECT min(t.ext_deadline) FROM dagq.task_instance t"
+                      "   WHERE t.state = 'scheduled' AND t.ext_deadline > clock_timestamp()))"
+                      " - clock_timestamp())::float8",
+                      0, NULL, &r, err, errlen);
     if (rc)
         return rc;
     s->next_timer_due = PQgetisnull(r, 0, 0) ? 0 : clock_now_s() + atof(PQgetvalue(r, 0, 0));

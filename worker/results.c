@@ -143,9 +143,10 @@ static int results_finish(results *r, db *d, result **xs, int n, PGresult **res,
                          r->incarnation,        pgarray_lit(&f.ok),   pgarray_lit(&f.code),
                          pgarray_lit(&f.delay), pgarray_lit(&f.note), pgarray_lit(&f.out),
                          pgarray_lit(&f.trunc)};
-    int rc = db_query(d, "worker_finish",
-                      "SELECT * FROM dagq.finish_tries($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)",
-                      10, p, res, err, errlen);
+    int rc =
+        db_query(d, "worker_finish",
+                 "SELECT * FROM dagq.finish_tries($1, $2, $3, $4::uuid, $5, $6, $7, $8, $9, $10)",
+                 10, p, res, err, errlen);
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
         pgarray_free(all[k]);
     if (rc == DB_OK) {

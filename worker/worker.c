@@ -396,8 +396,9 @@ static void worker_take_msgs(worker *w, take_batch *b, int room)
         if (msg_decode(it->msg->data, it->msg->len, &b->msgs[b->n], err, sizeof err) != 0) {
             char reason[600];
             snprintf(reason, sizeof reason, "undecodable message: %s", err);
-            log_warn("malformed message sent to the dead-letter queue", "group=%s id=%s reason=\"%s\"",
-                     it->group, it->msg->id, log_quote(reason, q, sizeof q));
+            log_warn("malformed message sent to the dead-letter queue",
+                     "group=%s id=%s reason=\"%s\"", it->group, it->msg->id,
+                     log_quote(reason, q, sizeof q));
             intake_done(w->in, it, reason);
             continue;
         }
@@ -428,19 +429,19 @@ static int worker_claim_batch(worker *w, take_batch *b, PGresult **claim)
     }
     const char *p[5] = {pgarray_lit(&tis), pgarray_lit(&tries), w->conf.name, w->incarnation,
                         w->host};
-    int rc = db_query(w->d, "worker_claim",
-                      "SELECT * FROM dagq.claim_tries($1, $2, $3, $4::uuid, $5)", 5, p, claim, err,
-                      sizeof err);
+    int rc =
+        db_query(w->d, "worker_claim", "SELECT * FROM dagq.claim_tries($1, $2, $3, $4::uuid, $5)",
+                 5, p, claim, err, sizeof err);
     if (rc == DB_OK) {
         metrics_counter_add(w->conf.metrics, "dagq_worker_batches_total", "op=\"claim\"", 1);
-        metrics_counter_add(w->conf.metrics, "dagq_worker_batch_items_total", "op=\"claim\"",
-                            b->n);
+        metrics_counter_add(w->conf.metrics, "dagq_worker_batch_items_total", "op=\"claim\"", b->n);
     } else if (rc == DB_ECONN || (rc == DB_EQUERY && db_error_transient(w->d))) {
         worker_unget_batch(w, b);
         w->take_after = clock_now_s() + 0.2;
     } else if (rc) {
         log_error("claim failed; messages dropped (the scheduler re-pushes a try left queued)",
-                  "tries=%d ti=%s error=\"%s\"", b->n, pgarray_lit(&tis), log_quote(err, q, sizeof q));
+                  "tries=%d ti=%s error=\"%s\"", b->n, pgarray_lit(&tis),
+                  log_quote(err, q, sizeof q));
         for (int i = 0; i < b->n; i++)
             intake_done(w->in, b->items[i], NULL);
         b->n = 0;

@@ -27,8 +27,8 @@ TEST(units)
 
 TEST(rejected)
 {
-    const char *bad[] = {"", "d", "-1d", "0d", "0", "30x", "30 dayz", "1e400d", "nan", "inf",
-                         " 3d", "3d ago", "30", "3600", "99999999999999d", ".5d"};
+    const char *bad[] = {"",    "d",   "-1d", "0d",     "0",  "30x",  "30 dayz",         "1e400d",
+                         "nan", "inf", " 3d", "3d ago", "30", "3600", "99999999999999d", ".5d"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         double v = 7;
         char err[200] = "";

@@ -29,8 +29,8 @@ TEST(numbers_and_bools)
 /* What is built, PostgreSQL's own array syntax reads back as it was. */
 TEST(text_round_trip)
 {
-    const char *in[] = {"", "plain", "a b", "quote\"d", "back\\slash", "{braces}", "com,ma",
-                        "NULL", "line\nbreak", "\\\"\\\""};
+    const char *in[] = {"",         "plain",  "a b",  "quote\"d",    "back\\slash",
+                        "{braces}", "com,ma", "NULL", "line\nbreak", "\\\"\\\""};
     int n = (int)(sizeof in / sizeof in[0]);
     pgarray a;
     pgarray_init(&a);
