@@ -94,3 +94,21 @@ case_example_dag_loads_twice() {
     assert_eq "load|1" "$(sql "SELECT t.task_id, p.slots FROM dagq.task t JOIN dagq.pool p USING (pool)
         WHERE t.dag_id = 'etl_daily'")" "the load runs in the sales_mart pool"
 }
+
+# Time zones are checked against dagq.timezone_name (pg_timezone_names read
+# once, at migration: reading it per DAG cost 50-200 ms); a name missing
+# there, as after a time zone database update, is still looked up.
+case_time_zones_checked_without_reading_the_zone_database_per_dag() {
+    assert_eq t "$(sql "SELECT count(*) > 300 FROM dagq.timezone_name")" "the names are kept"
+    sql "DELETE FROM dagq.timezone_name WHERE name = 'Pacific/Chatham'" >/dev/null
+    sql "INSERT INTO dagq.dag (dag_id, schedule, timezone) VALUES ('chatham', '0 3 * * *', 'Pacific/Chatham')" >/dev/null
+    assert_eq Pacific/Chatham "$(sql "SELECT timezone FROM dagq.dag WHERE dag_id = 'chatham'")" \
+        "a valid name not in the table is accepted"
+    assert_contains "$(sql_err "INSERT INTO dagq.dag (dag_id, timezone) VALUES ('mars', 'Mars/Olympus')")" \
+        'timezone "Mars/Olympus" is not a known IANA time zone name' "an unknown one is refused, named"
+    local t0=$SECONDS
+    sql "INSERT INTO dagq.dag (dag_id, schedule, timezone)
+         SELECT 'tz_' || i, '0 3 * * *', 'Europe/Paris' FROM generate_series(1, 500) i" >/dev/null
+    echo "  500 DAGs inserted in $((SECONDS - t0)) s"
+    assert_eq 500 "$(sql "SELECT count(*) FROM dagq.dag WHERE dag_id LIKE 'tz\_%'")" "500 DAGs"
+}
