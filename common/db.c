@@ -24,6 +24,8 @@ struct db {
     char sqlstate[6];
     char *watched; /* a payload db_take_watched reports */
     int watched_seen;
+    db_notify_fn on_notify; /* told of every notification, or NULL */
+    void *on_notify_arg;
 };
 
 /* Appends a copy of s to a growing array of strings. */
@@ -447,9 +449,17 @@ int db_drain_notifies(db *d)
         n++;
         if (d->watched && nt->extra && !strcmp(nt->extra, d->watched))
             d->watched_seen = 1;
+        if (d->on_notify)
+            d->on_notify(d->on_notify_arg, nt->extra ? nt->extra : "");
         PQfreemem(nt);
     }
     return n;
+}
+
+void db_on_notify(db *d, db_notify_fn fn, void *arg)
+{
+    d->on_notify = fn;
+    d->on_notify_arg = arg;
 }
 
 void db_watch_payload(db *d, const char *payload)

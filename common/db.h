@@ -72,6 +72,11 @@ int db_drain_notifies(db *d);
 void db_watch_payload(db *d, const char *payload);
 int db_take_watched(db *d);
 
+/* Has fn(arg, payload) called for every notification db_drain_notifies
+ * takes (payload "" when none), before it is freed. fn NULL: none. */
+typedef void (*db_notify_fn)(void *arg, const char *payload);
+void db_on_notify(db *d, db_notify_fn fn, void *arg);
+
 /* SQLSTATE of the last DB_EQUERY ("" when none). */
 const char *db_sqlstate(const db *d);
 

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
+#include "pgarray.h"
 #include "recover.h"
 #include "runs.h"
 #include "timeouts.h"
@@ -21,6 +22,7 @@
 #define SCHED_MISSING_EVERY_S 10.0 /* how often groups without workers are reported */
 #define SCHED_PRUNE_EVERY_S 600.0  /* how often rows of long-gone workers are pruned */
 #define SCHED_STARTUP_REPUSH_S 2.0 /* a fresh scheduler re-pushes tries queued this long */
+#define SCHED_WOKE_MAX 10000       /* more run ids than this woke a pass: look at every run */
 
 struct sched {
     sched_conf conf;
@@ -33,10 +35,29 @@ struct sched {
     int want_create;       /* a run ended: look for due runs at once */
     double next_dag_due;   /* monotonic time a schedule comes due; 0: none */
     double next_timer_due; /* monotonic time a retry comes due; 0: none */
-    msg_task *pending;     /* committed, not yet pushed */
+    /* What woke the next pass: the run ids of end notifications (finish_runs
+     * then looks at those runs only), or anything else, or nothing (it
+     * looks at every running run). */
+    pgarray woke;
+    int woke_any, woke_other;
+    msg_task *pending; /* committed, not yet pushed */
     int npending, cappending;
     char last_error[1024];
 };
+
+/* A notification on the metastore connection: a positive number is the
+ * run of a task's end that may have ended it (sent after its commit). */
+static void sched_notified(void *arg, const char *payload)
+{
+    sched *s = arg;
+    char *end;
+    long long id = strtoll(payload, &end, 10);
+    s->woke_any = 1;
+    if (!*payload || *end || id <= 0 || s->woke.n >= SCHED_WOKE_MAX)
+        s->woke_other = 1;
+    else
+        pgarray_add_ll(&s->woke, id);
+}
 
 sched *sched_new(const sched_conf *conf, db *d, queue *q)
 {
@@ -49,6 +70,9 @@ sched *sched_new(const sched_conf *conf, db *d, queue *q)
     s->d = d;
     s->q = q;
     s->connected_at = clock_now_s();
+    pgarray_init(&s->woke);
+    s->woke_other = 1; /* the first pass looks at every run */
+    db_on_notify(d, sched_notified, s);
     return s;
 }
 
@@ -56,6 +80,8 @@ void sched_free(sched *s)
 {
     if (!s)
         return;
+    db_on_notify(s->d, NULL, NULL);
+    pgarray_free(&s->woke);
     mem_free(s->pending);
     mem_free(s);
 }
@@ -63,6 +89,7 @@ void sched_free(sched *s)
 void sched_db_connected(sched *s)
 {
     s->connected_at = clock_now_s();
+    s->woke_other = 1; /* notifications may have been lost */
 }
 
 void sched_want_create(sched *s)
@@ -169,14 +196,16 @@ static int sched_push_pending(sched *s)
 /* ---- the steps of a pass ----------------------------------------------------------- */
 
 /* Trigger rules first (upstream_failed, skipped, counted by group and
- * state), then the ready tries. Sets *full when the batch was filled. */
-static int sched_queue(sched *s, int *full, char *err, size_t errlen)
+ * state), then the ready tries. Sets *full when the batch was filled,
+ * *settled when a trigger rule ended task instances. */
+static int sched_queue(sched *s, int *full, int *settled, char *err, size_t errlen)
 {
     PGresult *r;
     int rc = db_query(s->d, "sched_settle", "SELECT * FROM dagq.settle_trigger_rules()", 0, NULL,
                       &r, err, errlen);
     if (rc)
         return rc;
+    *settled = PQntuples(r) > 0;
     for (int i = 0; i < PQntuples(r); i++)
         metrics_ti_state(s->conf.metrics, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
                          sched_ll(r, i, 2));
@@ -200,11 +229,16 @@ static int sched_queue(sched *s, int *full, char *err, size_t errlen)
     return 0;
 }
 
-static int sched_finish_runs(sched *s, int *finished, char *err, size_t errlen)
+/* Ends the runs that are over among runs (an array literal of run ids), or
+ * among every running run when runs is NULL. */
+static int sched_finish_runs(sched *s, const char *runs, int *finished, char *err, size_t errlen)
 {
     PGresult *r;
-    int rc = db_query(s->d, "sched_finish_runs", "SELECT * FROM dagq.finish_runs()", 0, NULL, &r,
-                      err, errlen);
+    const char *p[1] = {runs};
+    int rc = runs ? db_query(s->d, "sched_finish_runs_of", "SELECT * FROM dagq.finish_runs_of($1)",
+                             1, p, &r, err, errlen)
+                  : db_query(s->d, "sched_finish_runs", "SELECT * FROM dagq.finish_runs()", 0, NULL,
+                             &r, err, errlen);
     if (rc)
         return rc;
     *finished = PQntuples(r);
@@ -314,10 +348,12 @@ static int sched_housekeeping(sched *s, double t0, char *err, size_t errlen)
 }
 
 /* The steps under the lock; *more is set when another pass should follow at
- * once. */
-static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *err, size_t errlen)
+ * once. runs: the runs that end notifications woke the pass for (an array
+ * literal), or NULL: look at every running run. */
+static int sched_steps(sched *s, double t0, int housekeeping, const char *runs, int *more,
+                       char *err, size_t errlen)
 {
-    int rc, n, full = 0, finished = 0, timed_out = 0, decided, expired, backfills;
+    int rc, n, full = 0, settled = 0, finished = 0, timed_out = 0, decided, expired, backfills;
     long long tis;
     /* a wake may come a hair before the due time the database computed */
     int create =
@@ -334,9 +370,12 @@ static int sched_steps(sched *s, double t0, int housekeeping, int *more, char *e
         return rc;
     if ((rc = deps_step(s->d, s->conf.metrics, &decided, &expired, err, errlen)))
         return rc;
-    if ((rc = sched_queue(s, &full, err, errlen)))
+    if ((rc = sched_queue(s, &full, &settled, err, errlen)))
         return rc;
-    if ((rc = sched_finish_runs(s, &finished, err, errlen)))
+    /* what this pass ended itself may have ended any run */
+    if (housekeeping || settled || timed_out || decided || expired || n)
+        runs = NULL;
+    if ((rc = sched_finish_runs(s, runs, &finished, err, errlen)))
         return rc;
     if ((rc = backfill_step(s->d, &backfills, err, errlen)))
         return rc;
@@ -377,7 +416,15 @@ int sched_pass(sched *s)
             return QUEUE_ECONN;
         return rc;
     }
-    if ((rc = sched_steps(s, t0, housekeeping, &more, err, sizeof err)))
+    /* the runs this pass was woken for, and only those, unless something
+     * else woke it (or nothing: a poll) */
+    char *runs = s->woke_any && !s->woke_other ? mem_strdup(pgarray_lit(&s->woke)) : NULL;
+    pgarray_free(&s->woke);
+    pgarray_init(&s->woke);
+    s->woke_any = s->woke_other = 0;
+    rc = sched_steps(s, t0, housekeeping, runs, &more, err, sizeof err);
+    mem_free(runs);
+    if (rc)
         goto fail;
     if ((rc = db_exec(s->d, "COMMIT", err, sizeof err)))
         goto fail;
@@ -394,6 +441,7 @@ int sched_pass(sched *s)
 
 fail:
     s->npending = kept; /* this pass did not commit: nothing of it to push */
+    s->woke_other = 1;  /* nor did it end the runs it was woken for */
     if (rc == DB_ECONN)
         return rc;
     snprintf(s->last_error, sizeof s->last_error, "%s", err);

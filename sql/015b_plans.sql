@@ -1,6 +1,7 @@
 -- dagq metastore, migration 015b: two costs that did not follow the work.
 --
--- 1. finish_runs' plan must not depend on fresh statistics. Measured
+-- 1. The plans of the scheduler's per-pass steps and of the worker's batches
+--    must not depend on fresh statistics. Measured
 --    (make bench, "many": 200 runs of 10 tasks triggered at once on a
 --    metastore autovacuum had not analyzed yet): the planner, believing
 --    task_instance nearly empty, read all of it once per running run
@@ -8,7 +9,23 @@
 --    where probing the partial index ti_unfinished per run costs well
 --    under a millisecond. A scheduler pass runs finish_runs every time, so
 --    this was most of what a task waited for between its upstream's end
---    and its queueing. No plan of it is better with a sequential scan.
+--    and its queueing. The same held for propagate_ends' and
+--    propagate_external's reads of their flags (partial indexes that are
+--    all but empty, read as a sequential scan of task_instance: 1.2-1.4 ms
+--    a pass on 4,000 rows, and growing with the table), a chain's every hop
+--    paying them. Each of these steps is meant to read what changed through
+--    a partial or primary key index, never a whole table, so a sequential
+--    scan is never the better plan: it is only chosen while the statistics
+--    say the table is empty.
+--
+--    finish_runs looks, besides, only at the runs a pass was told about
+--    when that is all that can have ended: dagq.finish_runs_of(runs) below,
+--    which the scheduler calls with the run ids of the end notifications
+--    that woke it (a task's end notifies its run's id when the run may be
+--    over, after its commit), and with NULL (every running run, as
+--    finish_runs()) after anything else: a housekeeping pass, a pass it
+--    did not owe to notifications only, one whose own steps ended task
+--    instances, the first after a (re)connection.
 --
 -- 2. A DAG's time zone was checked against pg_timezone_names, which reads
 --    the whole time zone database from disk at each call: 50-200 ms per
@@ -17,7 +34,13 @@
 --    not there (a time zone database updated since the migration) is still
 --    looked up in pg_timezone_names, so nothing valid is refused.
 
-ALTER FUNCTION dagq.finish_runs() SET enable_seqscan = off;
+ALTER FUNCTION dagq.propagate_ends() SET enable_seqscan = off;
+ALTER FUNCTION dagq.propagate_external() SET enable_seqscan = off;
+ALTER FUNCTION dagq.settle_trigger_rules() SET enable_seqscan = off;
+ALTER FUNCTION dagq.queue_ready(int) SET enable_seqscan = off;
+ALTER FUNCTION dagq.claim_tries(bigint[], int[], text, uuid, text) SET enable_seqscan = off;
+ALTER FUNCTION dagq.finish_tries(bigint[], int[], text, uuid, boolean[], int[], double precision[],
+                                 text[], text[], bigint[]) SET enable_seqscan = off;
 
 CREATE TABLE dagq.timezone_name (name text PRIMARY KEY);
 INSERT INTO dagq.timezone_name SELECT DISTINCT name FROM pg_timezone_names;
@@ -31,6 +54,68 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp
             OR EXISTS (SELECT 1 FROM pg_timezone_names z WHERE z.name = p_tz))
 $$;
 REVOKE ALL ON FUNCTION dagq.timezone_known(text) FROM PUBLIC;
+
+-- finish_runs as in 011d, for the runs given (NULL: every running run)
+CREATE FUNCTION dagq.finish_runs_of(p_runs bigint[])
+RETURNS TABLE (run_id bigint, dag_id text, state text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp
+SET enable_seqscan = off AS $$
+#variable_conflict use_column
+DECLARE
+    rec record;
+    v text;
+    prev text;
+BEGIN
+    FOR rec IN SELECT r.run_id, r.dag_id FROM dagq.dag_run r
+                WHERE r.state = 'running'
+                  AND (p_runs IS NULL OR r.run_id = ANY (p_runs))
+                  AND NOT EXISTS (SELECT 1 FROM dagq.task_instance ti
+                                   WHERE ti.run_id = r.run_id
+                                     AND ti.state IN ('scheduled', 'queued', 'running', 'up_for_retry'))
+                ORDER BY r.run_id
+                  FOR UPDATE OF r SKIP LOCKED LOOP
+        -- the run is ours: look again, with what committed until we got it
+        CONTINUE WHEN EXISTS (SELECT 1 FROM dagq.task_instance ti
+                               WHERE ti.run_id = rec.run_id
+                                 AND ti.state IN ('scheduled', 'queued', 'running', 'up_for_retry'));
+        v := CASE WHEN EXISTS (SELECT 1 FROM dagq.task_instance ti
+                                WHERE ti.run_id = rec.run_id AND ti.n_downstream = 0
+                                  AND ti.state IN ('failed', 'upstream_failed'))
+                  THEN 'failed' ELSE 'success' END;
+        UPDATE dagq.dag_run x SET state = v, ended_at = clock_timestamp()
+         WHERE x.run_id = rec.run_id AND x.state = 'running';
+        CONTINUE WHEN NOT FOUND;
+        PERFORM dagq.emit(CASE v WHEN 'failed' THEN 'run_failed' ELSE 'run_succeeded' END,
+                          rec.dag_id, rec.run_id, p_state => v);
+        IF v = 'success' THEN
+            SELECT p.state INTO prev FROM dagq.dag_run p
+             WHERE p.dag_id = rec.dag_id AND p.run_id <> rec.run_id
+               AND p.state IN ('success', 'failed')
+             ORDER BY p.ended_at DESC LIMIT 1;
+            IF prev = 'failed' THEN
+                PERFORM dagq.emit('run_recovered', rec.dag_id, rec.run_id, p_state => v);
+            END IF;
+            PERFORM dagq.fire_dag_triggers(rec.run_id);
+        END IF;
+        run_id := rec.run_id;
+        dag_id := rec.dag_id;
+        state := v;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION dagq.finish_runs_of(bigint[]) IS
+    'Ends the running runs among p_runs (NULL: all) that have no unfinished task instance; returns them with their new state.';
+
+CREATE OR REPLACE FUNCTION dagq.finish_runs()
+RETURNS TABLE (run_id bigint, dag_id text, state text)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, dagq, pg_temp AS $$
+    SELECT * FROM dagq.finish_runs_of(NULL)
+$$;
+
+REVOKE ALL ON FUNCTION dagq.finish_runs_of(bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dagq.finish_runs_of(bigint[]) TO dagq_scheduler;
 
 -- dag_problem as in 011b, with the time zone looked up through timezone_known
 CREATE OR REPLACE FUNCTION dagq.dag_problem(d dagq.dag, p_check_timezone boolean DEFAULT true) RETURNS text
