@@ -2,15 +2,19 @@
 # tests/compose/stack.sh — driving docker/docker-compose.yml, sourced after
 # tests/compose/engine.sh by tests/compose_test.sh and scripts/compose-demo.sh.
 #
-# cs_use BROKER PROJECT [PORT1 PORT2] selects the stack: the compose
-# project PROJECT on redis (the file's default) or kafka
-# (BROKER_URL=kafka://kafka:9092 and --profile kafka, as the README says),
-# with the schedulers' ports published on PORT1 and PORT2 (the file's
-# SCHEDULER_1_PORT and SCHEDULER_2_PORT; default 9090 and 9092).
+# cs_use BROKER PROJECT [PORT1 PORT2 WEB_PORT] selects the stack: the
+# compose project PROJECT on redis (the file's default) or kafka (BROKER=kafka
+# and --profile kafka, as the README says), with the schedulers' ports
+# published on PORT1 and PORT2 and dagq-web's on WEB_PORT (the file's
+# SCHEDULER_1_PORT, SCHEDULER_2_PORT and WEB_PORT; default 9090, 9092 and
+# 8080), its secrets those cs_secrets made (DAGQ_SECRETS).
 # cs_compose runs the compose command on the real file, with one layer on
 # top, tests/compose/ledger.yml, that only mounts a directory of the test
 # run into the workers as /ledger (cs_ledger_cmd). Everything else is read
-# from the metastore, with psql in the postgres container (cs_sql).
+# from the metastore, with psql in the postgres container as its superuser
+# (cs_sql, the tests' setup and checks) or as one of the stack's logins
+# (cs_sql_as), and with the dagq CLI in the stack's cli and admin services
+# (cs_dagq, cs_admin), as a user would.
 
 CS_FILE="$T_REPO/docker/docker-compose.yml"
 CS_FAILS=0
@@ -20,16 +24,36 @@ cs_use() {
     CS_PROJECT=$2
     CS_PORT1=${3:-9090}
     CS_PORT2=${4:-9092}
-    export SCHEDULER_1_PORT=$CS_PORT1 SCHEDULER_2_PORT=$CS_PORT2
+    CS_WEB_PORT=${5:-8080}
+    export SCHEDULER_1_PORT=$CS_PORT1 SCHEDULER_2_PORT=$CS_PORT2 WEB_PORT=$CS_WEB_PORT
     CS_ARGS=(-p "$CS_PROJECT" -f "$CS_FILE")
     [ -n "${DAGQ_COMPOSE_LEDGER:-}" ] && CS_ARGS+=(-f "$T_REPO/tests/compose/ledger.yml")
     if [ "$1" = kafka ]; then
-        export BROKER_URL=kafka://kafka:9092
+        export BROKER=kafka
         CS_ARGS+=(--profile kafka)
     else
-        unset BROKER_URL
+        unset BROKER
     fi
 }
+
+# cs_secrets: new secrets for the stacks of this run, made by
+# docker/make-secrets.sh in $CE_RUN/secrets (DAGQ_SECRETS), as a user
+# replaces the examples; every password of them is a line of
+# $CE_RUN/secrets.words (what no output may show, cs_secret_words).
+cs_secrets() {
+    export DAGQ_SECRETS="$CE_RUN/secrets"
+    sh "$T_REPO/docker/make-secrets.sh" "$DAGQ_SECRETS" >/dev/null || return 1
+    local f
+    for f in "$DAGQ_SECRETS"/*; do
+        case $f in
+        *_password) cat "$f" ;;
+        *_url) sed -n 's|^[a-z]*://[^:@/]*:\([^@]*\)@.*|\1|p' "$f" ;;
+        esac
+    done | grep . >"$CE_RUN/secrets.words"
+}
+
+# cs_secret_login NAME: the user name in the secret NAME (a database URL)
+cs_secret_login() { sed -n 's|^[a-z]*://\([^:@/]*\):.*|\1|p' "$DAGQ_SECRETS/$1"; }
 
 # cs_compose ARGS...: the compose command on the stack, bounded in time
 # (CS_TIMEOUT seconds, default 300).
@@ -37,12 +61,16 @@ cs_compose() {
     timeout "${CS_TIMEOUT:-300}" "${CE_COMPOSE[@]}" "${CS_ARGS[@]}" "$@"
 }
 
-# cs_sql QUERY: psql in the postgres container, unaligned, one row a line.
-# cs_sqlf: the same with the SQL on stdin. These are what the tests poll
-# with, so they go through the engine's exec on the container compose made
-# (docker-compose, a Python program, costs a second of CPU a call).
-cs_sql() { cs__psql -c "$1"; }
-cs_sqlf() { cs__psql -f -; }
+# cs_sql QUERY: psql in the postgres container as the superuser, unaligned,
+# one row a line. cs_sqlf: the same with the SQL on stdin. These are what
+# the tests poll with, so they go through the engine's exec on the
+# container compose made (docker-compose, a Python program, costs a second
+# of CPU a call). cs_sql_as NAME QUERY: the same as the login whose URL is
+# the secret NAME (scheduler_database_url, ...), over TCP with its password;
+# PostgreSQL's error, if any, on stdout.
+cs_sql() { cs__psql -U postgres -d dagq -c "$1"; }
+cs_sqlf() { cs__psql -U postgres -d dagq -f -; }
+cs_sql_as() { cs__psql -c "$2" "$(cat "$DAGQ_SECRETS/$1")" 2>&1; }
 cs__psql() {
     local memo="$CE_RUN/postgres-of-$CS_PROJECT" pg rc
     pg=$(cat "$memo" 2>/dev/null)
@@ -51,16 +79,28 @@ cs__psql() {
         [ -n "$pg" ] || { echo "no postgres container" >&2; return 1; }
         echo "$pg" >"$memo"
     fi
-    timeout 60 "$(ce_engine_cmd)" exec -i "$pg" psql -X -q -At -v ON_ERROR_STOP=1 -U dagq -d dagq "$@"
+    timeout 60 "$(ce_engine_cmd)" exec -i "$pg" psql -X -q -At -v ON_ERROR_STOP=1 "$@"
     rc=$?
     [ $rc -lt 125 ] || rm -f "$memo" # no such container (any more): look it up again next time
     return $rc
 }
 
-# cs_dagq ARGS...: the dagq CLI in the scheduler-1 container, as an
-# operator would run it (`compose exec -T scheduler-1 dagq ...`).
-cs_dagq() {
-    CS_TIMEOUT=60 cs_compose exec -T scheduler-1 dagq "$@"
+# cs_dagq ARGS...: the dagq CLI as the stack's operator, as a user runs it
+# (`compose run --rm cli dagq ...`); cs_admin ARGS...: as its administrator
+# (the admin service). The command's stdout; its stderr, and compose's own
+# words, go to $CE_RUN/tools-$CS_PROJECT.log (searched for secrets at the
+# end, as the containers' logs are) and, when it failed, to stderr.
+cs_dagq() { cs__tool cli "$@"; }
+cs_admin() { cs__tool admin "$@"; }
+cs__tool() {
+    local svc=$1 out="$CE_RUN/tool-$CS_PROJECT.out" err="$CE_RUN/tool-$CS_PROJECT.err" rc
+    shift
+    CS_TIMEOUT=60 cs_compose run --rm -T "$svc" dagq "$@" >"$out" 2>"$err" </dev/null
+    rc=$?
+    cat "$out"
+    { echo "== $svc: dagq $* (exit $rc)"; cat "$out" "$err"; } >>"$CE_RUN/tools-$CS_PROJECT.log"
+    [ $rc -eq 0 ] || sed "s/^/$svc: /" "$err" >&2
+    return $rc
 }
 
 # cs_ids [SERVICE]: the full ids of the project's containers (of SERVICE),
