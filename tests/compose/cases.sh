@@ -143,7 +143,7 @@ case_each_program_logs_in_as_its_own_least_privileged_role() {
             WHERE u.rolname = '$login'")" "the login $login: a member of $want only, no superuser"
     done
     # the logins need their passwords over the network
-    assert_contains "$(cs__psql -c 'SELECT 1' "postgresql://$worker:wrong@postgres:5432/dagq" 2>&1)" \
+    assert_contains "$(cs__psql -c 'SELECT 1' "postgresql://$worker:wrong@postgres:5432/dagq" 2>&1 </dev/null)" \
         "password authentication failed" "a wrong password is refused"
     # what each must not do
     cs_define_dag privs 1 true # owned by the superuser, not the team

@@ -56,9 +56,11 @@ cs_secrets() {
 cs_secret_login() { sed -n 's|^[a-z]*://\([^:@/]*\):.*|\1|p' "$DAGQ_SECRETS/$1"; }
 
 # cs_compose ARGS...: the compose command on the stack, bounded in time
-# (CS_TIMEOUT seconds, default 300).
+# (CS_TIMEOUT seconds, default 300), reading nothing (timeout runs it in a
+# process group of its own: one that read a terminal, make compose-demo's,
+# would be stopped).
 cs_compose() {
-    timeout "${CS_TIMEOUT:-300}" "${CE_COMPOSE[@]}" "${CS_ARGS[@]}" "$@"
+    timeout "${CS_TIMEOUT:-300}" "${CE_COMPOSE[@]}" "${CS_ARGS[@]}" "$@" </dev/null
 }
 
 # cs_sql QUERY: psql in the postgres container as the superuser, unaligned,
@@ -68,9 +70,9 @@ cs_compose() {
 # of CPU a call). cs_sql_as NAME QUERY: the same as the login whose URL is
 # the secret NAME (scheduler_database_url, ...), over TCP with its password;
 # PostgreSQL's error, if any, on stdout.
-cs_sql() { cs__psql -U postgres -d dagq -c "$1"; }
+cs_sql() { cs__psql -U postgres -d dagq -c "$1" </dev/null; }
 cs_sqlf() { cs__psql -U postgres -d dagq -f -; }
-cs_sql_as() { cs__psql -c "$2" "$(cat "$DAGQ_SECRETS/$1")" 2>&1; }
+cs_sql_as() { cs__psql -c "$2" "$(cat "$DAGQ_SECRETS/$1")" 2>&1 </dev/null; }
 cs__psql() {
     local memo="$CE_RUN/postgres-of-$CS_PROJECT" pg rc
     pg=$(cat "$memo" 2>/dev/null)
