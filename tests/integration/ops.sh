@@ -286,16 +286,11 @@ case_compose_file_parses_and_uses_only_known_settings() {
     assert_contains "$(cat "$T_REPO/docker/Dockerfile")" "HEALTHCHECK" "image has a health check"
 }
 
-# Secrets reach the stack as files: every dagq service reads its database
-# URL (and the daemons their broker URL) from a compose secret, none has one
-# in its environment; each _FILE variable names a secret the service mounts;
-# the secrets' files exist in docker/secrets.example, and
-# docker/make-secrets.sh makes exactly those files.
-case_compose_secrets_are_files() {
-    local cfg svc key val
-    cfg=$(env -u DAGQ_SECRETS -u BROKER docker-compose -f "$T_COMPOSE" --profile kafka config) ||
-        { fail "docker-compose config"; return; }
-    assert_eq "" "$(echo "$cfg" | python3 -c '
+# compose_secrets_check CONFIG WHAT: the resolved compose file CONFIG has
+# every database and broker URL and every password in a secret the service
+# mounts (its _FILE), none in an environment, and every secret's file exists.
+compose_secrets_check() {
+    assert_eq "" "$(echo "$1" | python3 -c '
 import os, sys, yaml
 c = yaml.safe_load(sys.stdin)
 for name, s in c["services"].items():
@@ -316,7 +311,21 @@ for name, s in c["services"].items():
 for name, sec in c["secrets"].items():
     if not os.path.isfile(sec["file"]):
         print("secret %s: no file %s" % (name, sec["file"]))
-' 2>&1)" "every database and broker URL a file of a mounted secret, every secret's example there"
+' 2>&1)" "$2: every database and broker URL a file of a mounted secret, every secret's example there"
+}
+
+# Secrets reach the stack as files: every dagq service reads its database
+# URL (and the daemons their broker URL) from a compose secret, none has one
+# in its environment; each _FILE variable names a secret the service mounts;
+# the secrets' files exist in docker/secrets.example, and
+# docker/make-secrets.sh makes exactly those files.
+case_compose_secrets_are_files() {
+    local cfg broker
+    for broker in redis kafka; do # (BROKER picks the broker URL's secret file)
+        cfg=$(env -u DAGQ_SECRETS BROKER=$broker docker-compose -f "$T_COMPOSE" --profile kafka config) ||
+            { fail "docker-compose config (BROKER=$broker)"; return; }
+        compose_secrets_check "$cfg" "BROKER=$broker"
+    done
     local made="$T_CASE/secrets"
     sh "$T_REPO/docker/make-secrets.sh" "$made" >/dev/null || fail "docker/make-secrets.sh failed"
     assert_eq "$(cd "$T_REPO/docker/secrets.example" && ls | grep -vx README | xargs)" "$(cd "$made" && ls | xargs)" \
