@@ -21,7 +21,9 @@
 #   kafka_broker_url          the broker URL of BROKER=kafka (no password)
 # A login's name and password are read from its URL by the roles service,
 # which creates or updates the role at each `up`: to rotate a password,
-# change the URL file and `up -d` again. Keep passwords to letters, digits
+# change the URL file, `up -d` again, and recreate the services that log in
+# with it (`up -d --force-recreate SERVICE...`: the programs read their
+# secrets when they start). Keep passwords to letters, digits
 # and "-._~" (they stand in URLs unencoded). Docker bind-mounts each file
 # into the containers that need it as /run/secrets/NAME, where users other
 # than root read it: the files are readable by all, the directory only by

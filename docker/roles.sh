@@ -14,7 +14,8 @@
 #
 # Each login's name and password are those of its URL. A login missing is
 # created, one present gets its URL's password (so changing a URL file and
-# `up -d` rotates it), and every run checks that none of them is a
+# `up -d` rotates it; the programs that log in with it read the new one
+# when they are recreated), and every run checks that none of them is a
 # superuser or has CREATEROLE or BYPASSRLS. $TEAM_ROLE (default etl_team),
 # NOLOGIN, owns the example DAG: its author may change it, its operator act
 # on it. Idempotent; prints the logins, never a password.
