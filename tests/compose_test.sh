@@ -29,7 +29,8 @@ brokers=${DAGQ_TEST_BROKERS:-redis kafka}
 
 # The stacks of the brokers run side by side (DAGQ_COMPOSE_PARALLEL=0: one
 # after the other), each its own compose project, the schedulers of the
-# n-th published on 9090 + 10000 n and 9092 + 10000 n.
+# n-th published on 9090 + 10000 n and 9092 + 10000 n, its dagq-web on
+# 8080 + 10000 n; both use the secrets cs_secrets made for the run.
 cs_use_broker() { # BROKER
     local i=0 b
     for b in $brokers; do
@@ -37,7 +38,8 @@ cs_use_broker() { # BROKER
         i=$((i + 1))
     done
     export DAGQ_COMPOSE_LEDGER="$CE_RUN/ledger-$1"
-    cs_use "$1" "${DAGQ_COMPOSE_PROJECT:-dagqtest}_$1" $((9090 + 10000 * i)) $((9092 + 10000 * i))
+    cs_use "$1" "${DAGQ_COMPOSE_PROJECT:-dagqtest}_$1" $((9090 + 10000 * i)) $((9092 + 10000 * i)) \
+        $((8080 + 10000 * i))
 }
 
 stack_teardown() {
@@ -48,7 +50,7 @@ stack_teardown() {
         for b in $brokers; do
             (
                 cs_use_broker "$b"
-                cs_use kafka "$CS_PROJECT" "$CS_PORT1" "$CS_PORT2" # the profile naming every service
+                cs_use kafka "$CS_PROJECT" "$CS_PORT1" "$CS_PORT2" "$CS_WEB_PORT" # the profile naming every service
                 cs_down || ce_log "compose down ($b) failed: $(tail -3 "$CE_RUN/compose.log")"
             ) &
             pids+=($!)
@@ -111,6 +113,7 @@ run_cases() {
     ce_forget
     ce_service_start || exit 1
     ce_pump_start
+    cs_secrets || { echo "docker/make-secrets.sh failed" >&2; exit 1; }
     mkdir -p "$CE_RUN/cases"
     local b pids=()
     for b in $brokers; do

@@ -62,7 +62,7 @@ case_up_from_nothing_runs_the_example() {
     fi
     echo "  up -d --scale worker=3 returned in $((SECONDS - t0)) s"
     local svc id st
-    for svc in migrate example-dag; do
+    for svc in migrate roles example-dag; do
         id=$(cs_ids "$svc")
         [ -n "$id" ] || { fail "no $svc container"; continue; }
         local deadline=$((SECONDS + 60))
@@ -71,22 +71,23 @@ case_up_from_nothing_runs_the_example() {
         # (podman says "stopped" for an exited container once its cleanup ran)
         assert_eq "exited 0" "${st/#stopped/exited}" "the one-shot $svc service ran and exited 0"
     done
-    assert_eq "example_etl|4" "$(cs_sql "SELECT d.dag_id, count(*) FROM dagq.dag d JOIN dagq.task t USING (dag_id)
-        GROUP BY d.dag_id")" "docker/example_dag.sql loaded"
+    assert_eq "example_etl|etl_team|4" "$(cs_sql "SELECT d.dag_id, d.owner, count(*) FROM dagq.dag d
+        JOIN dagq.task t USING (dag_id) GROUP BY d.dag_id, d.owner")" "docker/example_dag.sql loaded, owned by the team"
     cs_wait 90 "SELECT count(*) FROM dagq.worker WHERE state = 'up' AND slots = 4" 3 ||
         fail "waited for 3 workers of 4 slots, last [$CS_GOT]"
     cs_wait_http 60 "$CS_PORT1" /healthz 200
     cs_wait_http 60 "$CS_PORT2" /healthz 200
     echo "  stack up in $((SECONDS - t0)) s"
 
-    # what the README tells a user to do: trigger the example with dagq
+    # what the README tells a user to do: trigger the example with dagq, as
+    # the team's operator (the cli service)
     local run
-    run=$(cs_dagq trigger example_etl 2>&1)
-    case $run in '' | *[!0-9]*) fail "dagq trigger example_etl: [$run]"; return ;; esac
+    run=$(cs_dagq trigger example_etl)
+    case $run in '' | *[!0-9]*) fail "dagq trigger example_etl in the cli service: [$run]"; return ;; esac
     assert_eq success "$(cs_wait_run "$run" 90)" "the example run"
     cs_one_try_each "$run" 4 "the example run"
-    assert_contains "$(cs_dagq logs "$run" load 2>&1)" "loaded by" "the load task's output through dagq logs"
-    assert_contains "$(cs_dagq runs example_etl 2>&1)" "success" "dagq runs shows it"
+    assert_contains "$(cs_dagq logs "$run" load)" "loaded by" "the load task's output through dagq logs"
+    assert_contains "$(cs_dagq runs example_etl)" "success" "dagq runs shows it"
 
     # work spreads over the three workers
     cs_define_dag spread 24 "$(cs_ledger_cmd 1)"
@@ -101,6 +102,185 @@ case_up_from_nothing_runs_the_example() {
         case $ids in *" $h"*) ok=$((ok + 1)) ;; esac
     done
     assert_eq "3 3" "$(echo "$hosts" | grep -c .) $ok" "tasks ran on all three worker containers (and only on them)"
+}
+
+# The programs and people of the stack, each as its own login (the roles
+# service, from the secrets' URLs), each a member of its group role only:
+# the running programs are connected as them, none is a superuser, and
+# what a role must not do, PostgreSQL refuses it.
+case_each_program_logs_in_as_its_own_least_privileged_role() {
+    cs_up 3 || return
+    local sched worker web author operator admin owner
+    sched=$(cs_secret_login scheduler_database_url)
+    worker=$(cs_secret_login worker_database_url)
+    web=$(cs_secret_login web_database_url)
+    author=$(cs_secret_login author_database_url)
+    operator=$(cs_secret_login operator_database_url)
+    admin=$(cs_secret_login admin_database_url)
+    owner=$(cs_secret_login migrate_database_url)
+    # (dagq-web connects when it serves a request)
+    cs_wait_http 60 "$CS_WEB_PORT" /api/v1/health 200 || return
+    # who the running programs are, by the application name each gives libpq
+    cs_wait 30 "SELECT string_agg(DISTINCT application_name || ' as ' || usename, ', ')
+                  FROM pg_stat_activity WHERE application_name LIKE 'dagq-%'" \
+        "dagq-alert-detect as $sched, dagq-alerts as $sched, dagq-scheduler as $sched, dagq-web as $web, dagq-worker as $worker" ||
+        fail "the programs' connections: expected each program as its login, got [$CS_GOT]"
+    [ "$CS_GOT" = "dagq-alert-detect as $sched, dagq-alerts as $sched, dagq-scheduler as $sched, dagq-web as $web, dagq-worker as $worker" ] &&
+        echo "  ok: connected: $CS_GOT"
+    assert_eq 0 "$(cs_sql "SELECT count(*) FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
+        WHERE a.application_name LIKE 'dagq-%' AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)")" \
+        "no dagq program is connected as a superuser, CREATEROLE or BYPASSRLS role"
+    assert_eq "$owner|f|t" "$(cs_sql "SELECT r.rolname, r.rolsuper, r.rolcreaterole FROM pg_namespace n
+        JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = 'dagq'")" \
+        "the schema is the migrate job's, a CREATEROLE role that is no superuser"
+    local spec login want
+    for spec in "$sched:dagq_scheduler" "$worker:dagq_worker" "$web:dagq_web" "$author:dagq_author etl_team" \
+        "$operator:dagq_operator etl_team" "$admin:dagq_admin"; do
+        login=${spec%%:*} want=${spec#*:}
+        assert_eq "$want|f|f|f" "$(cs_sql "SELECT string_agg(g.rolname, ' ' ORDER BY g.rolname),
+            bool_or(u.rolsuper), bool_or(u.rolcreaterole), bool_or(u.rolbypassrls)
+            FROM pg_roles u JOIN pg_auth_members m ON m.member = u.oid JOIN pg_roles g ON g.oid = m.roleid
+            WHERE u.rolname = '$login'")" "the login $login: a member of $want only, no superuser"
+    done
+    # the logins need their passwords over the network
+    assert_contains "$(cs__psql -c 'SELECT 1' "postgresql://$worker:wrong@postgres:5432/dagq" 2>&1 </dev/null)" \
+        "password authentication failed" "a wrong password is refused"
+    # what each must not do
+    cs_define_dag privs 1 true # owned by the superuser, not the team
+    assert_contains "$(cs_sql_as worker_database_url "UPDATE dagq.task_instance SET command = 'echo pwned'")" \
+        "permission denied for table task_instance" "the workers' login may not rewrite a queued command"
+    assert_contains "$(cs_sql_as worker_database_url "SELECT count(*) FROM dagq.dag")" \
+        "permission denied for table dag" "the workers' login reads no table"
+    assert_contains "$(cs_sql_as worker_database_url "SELECT dagq.trigger_dag('example_etl')")" \
+        "permission denied for function trigger_dag" "the workers' login may not trigger"
+    assert_contains "$(cs_sql_as scheduler_database_url "UPDATE dagq.task SET command = 'echo pwned'")" \
+        "permission denied for table task" "the schedulers' login may not change a DAG"
+    assert_contains "$(cs_sql_as web_database_url "SELECT count(*) FROM dagq.dag")" \
+        "permission denied for table dag" "dagq-web's login reads nothing itself (its tokens' roles do)"
+    assert_contains "$(cs_sql_as operator_database_url "UPDATE dagq.task SET command = 'echo pwned'")" \
+        "permission denied for table task" "the operator may not change a DAG"
+    assert_contains "$(cs_sql_as operator_database_url "SELECT dagq.trigger_dag('privs')")" \
+        "may not act on DAG \"privs\"" "the team's operator may not trigger another owner's DAG"
+    assert_contains "$(cs_dagq trigger privs 2>&1)" "may not act on DAG" "nor with dagq trigger in the cli service"
+    assert_eq "" "$(cs_sql_as author_database_url "UPDATE dagq.task SET command = 'echo pwned' WHERE dag_id = 'privs'
+        RETURNING task_id")" "the team's author updates no task of another owner's DAG (none is its to see for writing)"
+    assert_contains "$(cs_sql_as author_database_url "INSERT INTO dagq.task (dag_id, task_id, command)
+        VALUES ('privs', 'evil', 'echo pwned')")" "ERROR" "nor adds one to it"
+    assert_eq 0 "$(cs_sql "SELECT (SELECT count(*) FROM dagq.task WHERE command LIKE '%pwned%')
+        + (SELECT count(*) FROM dagq.task_instance WHERE command LIKE '%pwned%')")" "no command was changed"
+    if [ "$CS_BROKER" = redis ]; then
+        assert_contains "$(CS_TIMEOUT=30 cs_compose exec -T redis redis-cli ping 2>&1)" "NOAUTH" \
+            "Redis refuses a client without its password"
+    fi
+}
+
+# dagq-web on its published port, as its own login: the public health
+# endpoint, then a viewer token made with `dagq tokens create` in the admin
+# service, whose grid of the example answers, and which may not write.
+case_web_ui_and_a_viewer_token_on_the_published_port() {
+    cs_up 3 || return
+    local base="http://127.0.0.1:$CS_WEB_PORT"
+    cs_wait_http 60 "$CS_WEB_PORT" /api/v1/health 200 || return
+    assert_contains "$(curl -s --max-time 5 "$base/api/v1/health")" '"status": "ok"' "GET /api/v1/health"
+    assert_contains "$(curl -s --max-time 5 "$base/")" "<html" "the UI's page"
+    if [ "$(cs_sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'example_etl' AND state = 'success'")" = 0 ]; then
+        local run
+        run=$(cs_dagq trigger example_etl)
+        assert_eq success "$(cs_wait_run "$run" 90)" "an example run to show"
+    fi
+    local out token
+    out=$(cs_admin tokens create --name "grid-viewer" --role viewer) ||
+        { fail "dagq tokens create in the admin service: [$out]"; return; }
+    token=$(echo "$out" | tail -1)
+    case $token in dagq_*) echo "  ok: a viewer token from dagq tokens create in the admin service" ;; *)
+        fail "dagq tokens create printed [$out]"
+        return
+        ;;
+    esac
+    echo "$token" >>"$CE_RUN/tokens.words" # a secret too: in no container's log
+    assert_eq 401 "$(cs_http_status "$CS_WEB_PORT" /api/v1/dags/example_etl/grid)" "the grid without a token"
+    local body
+    body=$(curl -s --max-time 5 -H "Authorization: Bearer $token" "$base/api/v1/dags/example_etl/grid")
+    assert_eq "clean enrich extract load|ok" "$(echo "$body" | python3 -c '
+import json, sys
+g = json.load(sys.stdin)
+ok = bool(g["runs"]) and all(c == "s" * len(g["tasks"])
+                             for r, c in zip(g["runs"], g["cells"]) if r["state"] == "success")
+print(" ".join(sorted(g["tasks"])) + "|" + ("ok" if ok else "runs %s cells %s" % (g["runs"], g["cells"])))
+' 2>&1)" "the viewer's grid of example_etl: its tasks, its successful runs all green"
+    assert_eq 403 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d '{}' "$base/api/v1/dags/example_etl/runs")" \
+        "the viewer may not trigger (403)"
+    assert_contains "$(cs_admin tokens list)" "grid-viewer" "dagq tokens list shows it"
+}
+
+# cs_gateway: the address the stack's containers reach this network
+# namespace (or, on Docker, this host) at: their default route's gateway,
+# from /proc/net/route in the scheduler-1 container (the images have no ip).
+cs_gateway() {
+    local h
+    h=$(ce_engine exec "$(cs_ids scheduler-1 | head -1)" cat /proc/net/route |
+        awk '$2 == "00000000" { print $3; exit }')
+    [ ${#h} -eq 8 ] || return 1
+    printf '%d.%d.%d.%d\n' "0x${h:6:2}" "0x${h:4:2}" "0x${h:2:2}" "0x${h:0:2}"
+}
+
+# The schedulers deliver alerts: a webhook receiver outside the stack, a
+# channel and a rule written by the team's author, a failing run triggered
+# by its operator: one run_failed, delivered once although two schedulers
+# deliver, with the event's id and a link to the run in dagq-web.
+case_a_failed_run_alerts_a_webhook_once() {
+    cs_up 3 || return
+    local dir="$CE_RUN/receiver-$CS_PROJECT" pid
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    python3 "$T_REPO/tests/compose/receiver.py" "$dir" >"$dir/receiver.log" 2>&1 &
+    pid=$!
+    cs__alert_case "$dir"
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    return 0
+}
+
+cs__alert_case() {
+    local dir=$1 gw port deadline=$((SECONDS + 10))
+    until [ -s "$dir/port" ] || ((SECONDS >= deadline)); do sleep 0.1; done
+    port=$(cat "$dir/port" 2>/dev/null) || { fail "the receiver did not start: $(cat "$dir/receiver.log")"; return; }
+    gw=$(cs_gateway) || { fail "no default route in the scheduler-1 container"; return; }
+    echo "  the receiver listens on port $port; the containers reach it at $gw"
+    assert_eq "" "$(cs_sql_as author_database_url "BEGIN;
+INSERT INTO dagq.dag (dag_id, owner) VALUES ('doomed', 'etl_team');
+INSERT INTO dagq.task (dag_id, task_id, command, retries, retry_delay)
+VALUES ('doomed', 'fails', 'echo about to fail; exit 3', 0, '0');
+INSERT INTO dagq.alert_channel (channel, kind, target) VALUES ('receiver', 'webhook', 'http://$gw:$port/dagq');
+INSERT INTO dagq.alert_rule (channel, dag_pattern, events) VALUES ('receiver', 'doomed', '{run_failed}');
+COMMIT;")" "the team's author writes the DAG, the channel and the rule"
+    local run
+    run=$(cs_dagq trigger doomed)
+    case $run in '' | *[!0-9]*) fail "dagq trigger doomed: [$run]"; return ;; esac
+    assert_eq failed "$(cs_wait_run "$run" 60)" "the doomed run"
+    local deadline=$((SECONDS + 60))
+    until grep -q run_failed "$dir/requests.jsonl" 2>/dev/null || ((SECONDS >= deadline)); do sleep 1; done
+    grep -q run_failed "$dir/requests.jsonl" 2>/dev/null || {
+        fail "no run_failed reached the receiver in 60 s; dagq alerts says: $(cs_dagq alerts --dag doomed 2>&1)"
+        return
+    }
+    sleep 5 # a second delivery, were there one, would come within this
+    local event
+    event=$(cs_sql "SELECT event_id FROM dagq.event WHERE run_id = $run AND event = 'run_failed'")
+    assert_eq "1 POST /dagq run_failed $run $event $event http://localhost:$CS_WEB_PORT/runs/$run" \
+        "$(python3 -c '
+import json, sys
+reqs = [json.loads(l) for l in open(sys.argv[1])]
+b = json.loads(reqs[0]["body"])
+h = {k.lower(): v for k, v in reqs[0]["headers"].items()}
+print(len(reqs), "POST", reqs[0]["path"], b["event"], b["run_id"], b["event_id"], h.get("idempotency-key"), b["url"])
+' "$dir/requests.jsonl" 2>&1)" "one request: the run's run_failed, its event id as the idempotency key, a link to the UI"
+    assert_contains "$(cs_dagq alerts --dag doomed)" "delivered" "dagq alerts shows it delivered"
+    local a b
+    a=$(cs_metric "$CS_PORT1" 'dagq_alert_deliveries_total{channel="receiver",result="delivered"}')
+    b=$(cs_metric "$CS_PORT2" 'dagq_alert_deliveries_total{channel="receiver",result="delivered"}')
+    assert_eq 1 "$((${a:-0} + ${b:-0}))" "deliveries counted over both schedulers ($a + $b)"
 }
 
 # The fault cases: a task whose first try sleeps for minutes runs; its
@@ -257,6 +437,13 @@ case_one_scheduler_killed_or_stopped_the_other_carries_on() {
     cs_chain_survives chain stop scheduler-2
 }
 
+# cs_redis_cli ARGS...: redis-cli in the redis container, with the password
+# of its secret (REDISCLI_AUTH: on no command line)
+cs_redis_cli() {
+    CS_TIMEOUT=30 cs_compose exec -T redis sh -c 'export REDISCLI_AUTH="$(cat /run/secrets/redis_password)"; exec redis-cli "$@"' \
+        redis-cli "$@"
+}
+
 # cs_broker_data [MARK]: what the broker keeps on its volume, as seen from
 # its container. Redis: the key dagqtest:volume (set to MARK first, when
 # given). Kafka: the identity of its log directory (meta.properties'
@@ -264,8 +451,8 @@ case_one_scheduler_killed_or_stopped_the_other_carries_on() {
 # of dagq's topics it holds. Empty when there is none.
 cs_broker_data() {
     if [ "$CS_BROKER" = redis ]; then
-        [ -n "${1:-}" ] && { CS_TIMEOUT=30 cs_compose exec -T redis redis-cli SET dagqtest:volume "$1" >/dev/null || return; }
-        CS_TIMEOUT=30 cs_compose exec -T redis redis-cli GET dagqtest:volume 2>/dev/null
+        [ -n "${1:-}" ] && { cs_redis_cli SET dagqtest:volume "$1" >/dev/null || return; }
+        cs_redis_cli GET dagqtest:volume 2>/dev/null
     else
         CS_TIMEOUT=30 cs_compose exec -T kafka sh -c 'd=/var/lib/kafka/data
             id=$(grep "^directory.id=" "$d/meta.properties") || exit 1
@@ -314,7 +501,7 @@ case_healthz_and_metrics_on_the_published_ports() {
         assert_eq ok "$(curl -s --max-time 5 "http://127.0.0.1:$p/healthz")" "GET /healthz on port $p: body"
     done
     local run
-    run=$(cs_dagq trigger example_etl 2>&1)
+    run=$(cs_dagq trigger example_etl)
     assert_eq success "$(cs_wait_run "$run" 90)" "an example run"
     sleep 2 # the per-group gauges are refreshed once a second
     local a b
@@ -335,7 +522,7 @@ case_healthz_and_metrics_on_the_published_ports() {
         "# TYPE dagq_scheduler_loop_duration_seconds histogram" "Prometheus text format"
     # the image's HEALTHCHECK made it into the image and passes, and so do
     # the servers' checks of the compose file
-    local svc id want=(postgres scheduler-1 scheduler-2 worker)
+    local svc id want=(postgres scheduler-1 scheduler-2 worker web)
     [ "$CS_BROKER" = kafka ] && want+=(kafka) || want+=(redis)
     local deadline=$((SECONDS + 30)) bad
     while :; do
@@ -349,4 +536,45 @@ case_healthz_and_metrics_on_the_published_ports() {
         sleep 2
     done
     assert_eq "" "$bad" "every container with a health check is healthy"
+}
+
+# Last, when everything has run: no password of the run's secrets is in the
+# resolved compose file, in any container's environment or log (nor the API
+# token made above), or in what the cli and admin services printed (but the
+# token they were asked for). The secrets did reach the containers, as files.
+case_no_secret_in_the_config_the_environment_or_a_log() {
+    local words="$CE_RUN/secrets.words" all="$CE_RUN/all-$CS_PROJECT.words"
+    [ -s "$words" ] || { fail "no secrets were made"; return; }
+    cat "$words" "$CE_RUN/tokens.words" 2>/dev/null >"$all"
+    local cfg
+    cfg=$(cs_compose config 2>&1)
+    assert_contains "$cfg" "DAGQ_DATABASE_URL_FILE: /run/secrets/scheduler_database_url" "compose config: the file names"
+    assert_eq "" "$(echo "$cfg" | grep -oFf "$words" | sort -u | wc -l | grep -vx 0)" \
+        "no password in the output of compose config"
+    assert_eq "" "$(echo "$cfg" | python3 -c '
+import re, sys, yaml
+for name, s in yaml.safe_load(sys.stdin)["services"].items():
+    env = s.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) for e in env)
+    for k, v in env.items():
+        if (k.endswith("_URL") and k != "DAGQ_BASE_URL" or "PASSWORD" in k and not k.endswith("_FILE")
+                or re.search(r"://[^/]*@", str(v))):
+            print(name, k)
+')" "no service's environment holds a URL or password (only the _FILE names of secrets)"
+    assert_eq 1 "$(ce_engine exec "$(cs_ids scheduler-1 | head -1)" cat /run/secrets/scheduler_database_url |
+        grep -cFf "$words")" "the schedulers' secret reached their container, as a file"
+    local id name n=0 hits bad=""
+    for id in $(cs_ids); do
+        name=$(ce_engine inspect --format '{{.Name}}' "$id" 2>/dev/null | tr -d /)
+        hits=$(ce_engine inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$id" | grep -cFf "$all")
+        [ "$hits" = 0 ] || bad="$bad $name:environment"
+        hits=$(ce_engine logs "$id" 2>&1 | grep -cFf "$all")
+        [ "$hits" = 0 ] || bad="$bad $name:log($hits lines)"
+        n=$((n + 1))
+    done
+    assert_eq "" "$bad" "no password or token in the environment or the log of any of the $n containers"
+    assert_le 10 "$n" "containers searched"
+    assert_eq 0 "$(grep -cFf "$words" "$CE_RUN/tools-$CS_PROJECT.log")" \
+        "nor in what $(grep -c '^== ' "$CE_RUN/tools-$CS_PROJECT.log") runs of the cli and admin services printed"
 }

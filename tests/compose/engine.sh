@@ -249,7 +249,8 @@ ce_host_cleanup() {
 # Kafka jars when BROKERS has kafka, takes the cache's lock (one run at a
 # time: podman's storage is shared), makes the run directory, then runs
 # `bash SCRIPT __images BROKERS` in ce_ns and `bash SCRIPT __run BROKERS
-# ARGS...` in ce_ns --net; the caller reads what __run left in $CE_RUN
+# ARGS...` in ce_ns --net (with CE_HOST_NETNS_FD, an open descriptor of the
+# host's network namespace); the caller reads what __run left in $CE_RUN
 # before it exits (an EXIT trap removes $CE_RUN and stray cgroups; with
 # DAGQ_COMPOSE_KEEP=1 the directory stays). Returns __run's status, or
 # 2 (the machine cannot run it, said why), 3 (the images failed), 130
@@ -282,6 +283,10 @@ ce_drive() {
     [ "$CE_INTERRUPTED" = 1 ] && return 130
     [ $rc -eq 0 ] || return 3
     ce_log "engine: images ready in $((SECONDS - t0)) s"
+    # (an open descriptor of this network namespace, for what must reach
+    # into it from the stack's: make compose-demo's port forwarder)
+    exec {CE_HOST_NETNS_FD}</proc/self/ns/net
+    export CE_HOST_NETNS_FD
     ce_ns --net bash "$script" __run "$brokers" "$@"
     rc=$?
     [ "$CE_INTERRUPTED" = 1 ] && return 130

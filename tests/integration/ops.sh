@@ -186,12 +186,14 @@ SQL
 T_COMPOSE="$T_REPO/docker/docker-compose.yml"
 
 # compose_query SERVICE WHAT: from the resolved compose file (docker-compose
-# config, the case's own DAGQ_* variables kept out of the substitution),
-# WHAT = env: KEY=VALUE lines; command: one word a line; dagq: the services
-# built from the dagq image, one a line.
+# config, the case's own DAGQ_* variables kept out of the substitution; made
+# once a case), WHAT = env: KEY=VALUE lines; command: one word a line; dagq:
+# the services built from the dagq image, one a line.
 compose_query() {
-    env -u DAGQ_BROKER_URL -u DAGQ_DATABASE_URL docker-compose -f "$T_COMPOSE" --profile kafka config |
-        python3 -c '
+    [ -s "$T_CASE/compose.resolved" ] ||
+        env -u DAGQ_BROKER_URL -u DAGQ_DATABASE_URL -u DAGQ_SECRETS -u BROKER \
+            docker-compose -f "$T_COMPOSE" --profile kafka config >"$T_CASE/compose.resolved" || return 1
+    python3 -c '
 import sys, yaml
 svc, what = sys.argv[1], sys.argv[2]
 services = yaml.safe_load(sys.stdin)["services"]
@@ -214,7 +216,7 @@ elif what == "command":
     print("\n".join(cmd))
 else:
     print(s.get(what, ""))
-' "$1" "$2"
+' "$1" "$2" <"$T_CASE/compose.resolved"
 }
 
 case_compose_file_parses_and_uses_only_known_settings() {
@@ -228,12 +230,12 @@ case_compose_file_parses_and_uses_only_known_settings() {
     assert_eq "['kafka']" "$(compose_query kafka profiles)" "kafka only under its profile"
     local services svc checked=0 prog help key
     services=$(compose_query - dagq)
-    assert_eq "migrate scheduler-1 scheduler-2 worker" "$(echo "$services" | sort | xargs)" \
+    assert_eq "admin cli migrate scheduler-1 scheduler-2 web worker" "$(echo "$services" | sort | xargs)" \
         "dagq services"
     for svc in $services; do
         mapfile -t cmd < <(compose_query "$svc" command)
         prog=${cmd[0]}
-        case $prog in dagq | dagq-scheduler | dagq-worker) ;; *)
+        case $prog in dagq | dagq-scheduler | dagq-worker | dagq-web) ;; *)
             fail "$svc runs \"$prog\", not a dagq program"; continue ;;
         esac
         help=$("$T_BIN/$prog" --help) || fail "$prog --help failed"
@@ -248,7 +250,8 @@ case_compose_file_parses_and_uses_only_known_settings() {
             key=${key%%=*}
             case $key in DAGQ_*) ;; *) continue ;; esac
             checked=$((checked + 1))
-            echo "$help" | grep -q "(env $key[,;)]" ||
+            # (a secret's file form: "...; or read from a file: --x-file PATH, env DAGQ_X_FILE)")
+            echo "$help" | grep -qE "[( ]env $key[,;)]" ||
                 fail "$svc sets $key, which $prog does not read"
         done < <(compose_query "$svc" env)
     done
@@ -270,7 +273,7 @@ case_compose_file_parses_and_uses_only_known_settings() {
     # runtime stage installs (libc6 is in the base image)
     local runtime lib path pkg prog_path
     runtime=$(sed -n '/^FROM .* AS runtime/,$p' "$T_REPO/docker/Dockerfile")
-    for prog_path in "$T_REPO"/bin/dagq "$T_REPO"/bin/dagq-scheduler "$T_REPO"/bin/dagq-worker; do
+    for prog_path in "$T_REPO"/bin/dagq "$T_REPO"/bin/dagq-scheduler "$T_REPO"/bin/dagq-worker "$T_REPO"/bin/dagq-web; do
         [ -x "$prog_path" ] || { fail "$prog_path not built (make all)"; continue; }
         for lib in $(readelf -d "$prog_path" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
             path=$(ldd "$prog_path" | awk -v l="$lib" '$1 == l { print $3 }')
@@ -284,6 +287,62 @@ case_compose_file_parses_and_uses_only_known_settings() {
     assert_contains "$(cat "$T_REPO/docker/Dockerfile")" "HEALTHCHECK" "image has a health check"
 }
 
+# compose_secrets_check CONFIG WHAT: the resolved compose file CONFIG has
+# every database and broker URL and every password in a secret the service
+# mounts (its _FILE), none in an environment, and every secret's file exists.
+compose_secrets_check() {
+    assert_eq "" "$(echo "$1" | python3 -c '
+import os, sys, yaml
+c = yaml.safe_load(sys.stdin)
+for name, s in c["services"].items():
+    env = s.get("environment") or {}
+    mounted = {x["source"] if isinstance(x, dict) else x for x in s.get("secrets") or []}
+    dagq = "build" in s
+    for k, v in env.items():
+        if k.endswith("_FILE"):
+            sec = str(v).removeprefix("/run/secrets/")
+            if sec not in mounted or "/" in sec:
+                print("%s: %s=%s is no secret it mounts" % (name, k, v))
+        elif k.endswith("_URL") and k != "DAGQ_BASE_URL" or "PASSWORD" in k:
+            print("%s: %s in the environment" % (name, k))
+    if dagq and "DAGQ_DATABASE_URL_FILE" not in env:
+        print("%s: no DAGQ_DATABASE_URL_FILE" % name)
+    if s.get("command", [""])[0] in ("dagq-scheduler", "dagq-worker") and "DAGQ_BROKER_URL_FILE" not in env:
+        print("%s: no DAGQ_BROKER_URL_FILE" % name)
+for name, sec in c["secrets"].items():
+    if not os.path.isfile(sec["file"]):
+        print("secret %s: no file %s" % (name, sec["file"]))
+' 2>&1)" "$2: every database and broker URL a file of a mounted secret, every secret's example there"
+}
+
+# Secrets reach the stack as files: every dagq service reads its database
+# URL (and the daemons their broker URL) from a compose secret, none has one
+# in its environment; each _FILE variable names a secret the service mounts;
+# the secrets' files exist in docker/secrets.example, and
+# docker/make-secrets.sh makes exactly those files.
+case_compose_secrets_are_files() {
+    local cfg broker
+    for broker in redis kafka; do # (BROKER picks the broker URL's secret file)
+        cfg=$(env -u DAGQ_SECRETS BROKER=$broker docker-compose -f "$T_COMPOSE" --profile kafka config) ||
+            { fail "docker-compose config (BROKER=$broker)"; return; }
+        compose_secrets_check "$cfg" "BROKER=$broker"
+    done
+    local made="$T_CASE/secrets"
+    sh "$T_REPO/docker/make-secrets.sh" "$made" >/dev/null || fail "docker/make-secrets.sh failed"
+    assert_eq "$(cd "$T_REPO/docker/secrets.example" && ls | grep -vx README | xargs)" "$(cd "$made" && ls | xargs)" \
+        "docker/make-secrets.sh makes the files of docker/secrets.example"
+    assert_eq "700" "$(stat -c %a "$made")" "its directory is its owner's only"
+    local f same=""
+    for f in "$made"/*; do
+        [ "${f##*/}" = kafka_broker_url ] && continue # (no password)
+        cmp -s "$f" "$T_REPO/docker/secrets.example/${f##*/}" && same="$same ${f##*/}"
+    done
+    assert_eq "" "$same" "with new passwords"
+    # (as compose reads them: the password of the broker URL is Redis's)
+    assert_eq "redis://:$(cat "$made/redis_password")@redis:6379/0" "$(cat "$made/redis_broker_url")" \
+        "the broker URL holds Redis's password"
+}
+
 # start_service NAME SERVICE HTTP_PORT: the compose service as a process, with
 # the compose file's environment only, except the addresses of the case's
 # PostgreSQL, broker and HTTP port (and its private queue prefix)
@@ -291,7 +350,7 @@ start_service() {
     local name=$1 svc=$2 port=$3
     local -a envs cmd
     mapfile -t cmd < <(compose_query "$svc" command)
-    mapfile -t envs < <(compose_query "$svc" env | grep -vE '^DAGQ_(DATABASE_URL|BROKER_URL|HTTP_PORT)=')
+    mapfile -t envs < <(compose_query "$svc" env | grep -vE '^DAGQ_(DATABASE_URL|BROKER_URL)(_FILE)?=|^DAGQ_HTTP_PORT=')
     [ -n "$port" ] && envs+=("DAGQ_HTTP_PORT=$port")
     local url=$DAGQ_DATABASE_URL # the migrate job owns the schema; the daemons run as their roles
     case $svc in scheduler*) url=$T_SCHED_DB_URL ;; worker*) url=$T_WORKER_DB_URL ;; esac

@@ -14,7 +14,13 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    : "${POSTGRES_PASSWORD:?the postgres image needs POSTGRES_PASSWORD}"
+    # as the official image: POSTGRES_PASSWORD or the file POSTGRES_PASSWORD_FILE names
+    if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+        [ -z "${POSTGRES_PASSWORD:-}" ] ||
+            { echo "both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set" >&2; exit 1; }
+        POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+    fi
+    : "${POSTGRES_PASSWORD:?the postgres image needs POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE}"
     user=${POSTGRES_USER:-postgres}
     db=${POSTGRES_DB:-$user}
     pw=$(mktemp)
@@ -34,7 +40,15 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     fi
     for f in /docker-entrypoint-initdb.d/*; do
         case $f in
-        *.sh) echo "initdb: running $f"; PGHOST=$sock PGUSER=$user PGDATABASE=$db . "$f" ;;
+        *.sh)
+            # as the official image: run when executable, else sourced
+            echo "initdb: running $f"
+            if [ -x "$f" ]; then
+                PGHOST=$sock PGUSER=$user PGDATABASE=$db POSTGRES_USER=$user POSTGRES_DB=$db "$f"
+            else
+                PGHOST=$sock PGUSER=$user PGDATABASE=$db . "$f"
+            fi
+            ;;
         *.sql) echo "initdb: running $f"; "${q[@]}" -d "$db" -f "$f" ;;
         *.sql.gz) echo "initdb: running $f"; gunzip -c "$f" | "${q[@]}" -d "$db" ;;
         esac
