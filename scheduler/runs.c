@@ -55,7 +55,9 @@ static int runs_contain(db *d, metrics *m, const char *sp, const char *dag_id, c
 }
 
 /* The due DAGs: scheduled, unpaused, unparked, below max_active_runs (a
- * backfill's runs waiting for their turn do not count), with
+ * backfill's runs waiting for their turn do not count), each with the row
+ * version read (xmin: the next interval is stored only if no edit came
+ * since, dagq.set_next_dagrun's fence), with
  * every time converted so that no stored value can fail the query (a value
  * out of range comes back as a problem to park the DAG for). */
 static const char *const runs_due_sql =
@@ -70,7 +72,8 @@ static const char *const runs_due_sql =
     " floor(extract(epoch FROM d.created_at))::bigint, d.max_active_runs, a.n,"
     " floor(extract(epoch FROM clock_timestamp()))::bigint,"
     " COALESCE(dagq.date_problem('start_date', d.start_date),"
-    "          dagq.date_problem('end_date', d.end_date))"
+    "          dagq.date_problem('end_date', d.end_date)),"
+    " d.xmin::text"
     " FROM dagq.dag d"
     " CROSS JOIN LATERAL (SELECT count(*) AS n FROM dagq.dag_run x"
     "                      WHERE x.dag_id = d.dag_id AND (x.state = 'running'"
@@ -124,9 +127,11 @@ static int runs_create_one(db *d, PGresult *r, int i, int *created, char *errbuf
     char a[32], b[32];
     snprintf(a, sizeof a, "%lld", st);
     snprintf(b, sizeof b, "%lld", en);
-    const char *p[3] = {dag_id, a, en == TIMETABLE_DONE ? NULL : b};
-    return db_query(d, "runs_set_next", "SELECT dagq.set_next_dagrun($1, $2, $3)", 3, p, NULL,
-                    errbuf, errlen);
+    /* an edit committed since the read wins: it notifies, and the next pass
+     * computes the interval from what it wrote */
+    const char *p[4] = {dag_id, a, en == TIMETABLE_DONE ? NULL : b, PQgetvalue(r, i, 13)};
+    return db_query(d, "runs_set_next", "SELECT dagq.set_next_dagrun($1, $2, $3, $4::xid)", 4, p,
+                    NULL, errbuf, errlen);
 }
 
 int runs_create(db *d, metrics *m, int *created, char *errbuf, size_t errlen)
