@@ -26,6 +26,8 @@ struct db {
     int watched_seen;
     db_notify_fn on_notify; /* told of every notification, or NULL */
     void *on_notify_arg;
+    db_call_fn on_call; /* told when a statement goes and comes back, or NULL */
+    void *on_call_arg;
 };
 
 /* Appends a copy of s to a growing array of strings. */
@@ -259,6 +261,18 @@ static int db_result(db *d, PGresult *r, const char *name, PGresult **res, char 
     return DB_OK;
 }
 
+static void db_call(db *d, int begin)
+{
+    if (d->on_call)
+        d->on_call(d->on_call_arg, begin);
+}
+
+void db_on_call(db *d, db_call_fn fn, void *arg)
+{
+    d->on_call = fn;
+    d->on_call_arg = arg;
+}
+
 int db_query(db *d, const char *name, const char *sql, int n, const char *const *params,
              PGresult **res, char *errbuf, size_t errlen)
 {
@@ -273,11 +287,15 @@ int db_query(db *d, const char *name, const char *sql, int n, const char *const 
         /* Parse, Bind, Execute and Sync of the unnamed statement in one
          * round trip: nothing outlives it on the server connection, so a
          * transaction-pooling PgBouncer may hand the next one to any other */
+        db_call(d, 1);
         PGresult *r = PQexecParams(d->conn, sql, n, NULL, params, NULL, NULL, 0);
+        db_call(d, 0);
         return db_result(d, r, name, res, errbuf, errlen);
     }
     if (!db_is_prepared(d, name)) {
+        db_call(d, 1);
         PGresult *p = PQprepare(d->conn, name, sql, n, NULL);
+        db_call(d, 0);
         if (PQresultStatus(p) != PGRES_COMMAND_OK) {
             int rc = db_classify(d, p, name, errbuf, errlen);
             PQclear(p);
@@ -286,7 +304,9 @@ int db_query(db *d, const char *name, const char *sql, int n, const char *const 
         PQclear(p);
         db_push(&d->stmts, &d->nstmts, &d->capstmts, name);
     }
+    db_call(d, 1);
     PGresult *r = PQexecPrepared(d->conn, name, n, params, NULL, NULL, 0);
+    db_call(d, 0);
     return db_result(d, r, name, res, errbuf, errlen);
 }
 
@@ -297,7 +317,9 @@ int db_exec(db *d, const char *sql, char *errbuf, size_t errlen)
         snprintf(errbuf, errlen, "%s: not connected to the database", sql);
         return DB_ECONN;
     }
+    db_call(d, 1);
     PGresult *r = PQexec(d->conn, sql);
+    db_call(d, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         int rc = db_classify(d, r, sql, errbuf, errlen);

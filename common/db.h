@@ -77,6 +77,12 @@ int db_take_watched(db *d);
 typedef void (*db_notify_fn)(void *arg, const char *payload);
 void db_on_notify(db *d, db_notify_fn fn, void *arg);
 
+/* Has fn(arg, 1) called before each statement db_query or db_exec sends,
+ * and fn(arg, 0) once it answered (for a health check that sees a call
+ * waiting). fn NULL: none. */
+typedef void (*db_call_fn)(void *arg, int begin);
+void db_on_call(db *d, db_call_fn fn, void *arg);
+
 /* SQLSTATE of the last DB_EQUERY ("" when none). */
 const char *db_sqlstate(const db *d);
 

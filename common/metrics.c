@@ -77,6 +77,7 @@ typedef struct metrics_series {
 typedef struct metrics_server {
     int up, ever_up;
     double down_since;
+    double call_since; /* a blocking call in flight since; 0: none */
 } metrics_server;
 
 struct metrics {
@@ -254,6 +255,15 @@ void metrics_pass_result(metrics *m, int ok, const char *why)
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_server_call(metrics *m, int server, int begin)
+{
+    if (!m || server < 0 || server > 1)
+        return;
+    pthread_mutex_lock(&m->mu);
+    m->srv[server].call_since = begin ? clock_now_s() : 0;
+    pthread_mutex_unlock(&m->mu);
+}
+
 int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
 {
     if (len)
@@ -265,10 +275,16 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < 2; i++) {
         double down = t - m->srv[i].down_since;
+        double waiting = m->srv[i].call_since ? t - m->srv[i].call_since : 0;
         if (!m->srv[i].up && down > timeout_s) {
             size_t o = strlen(reason);
             snprintf(reason + o, len - o, "%s%s unreachable for %.0fs", ok ? "" : "; ",
                      metrics_server_names[i], down);
+            ok = 0;
+        } else if (waiting > timeout_s) {
+            size_t o = strlen(reason);
+            snprintf(reason + o, len - o, "%s%s unreachable for %.0fs (a call has waited so long)",
+                     ok ? "" : "; ", metrics_server_names[i], waiting);
             ok = 0;
         }
     }

@@ -48,6 +48,11 @@ void metrics_worker_slots(metrics *m, int busy, int slots);
  * reached (up = 1) or found unreachable (up = 0) now. A change from down to
  * up after the first up counts one reconnect (dagq_reconnects_total). */
 void metrics_server_up(metrics *m, int server, int up);
+/* A blocking call to the server began (1) or ended (0). One in flight for
+ * longer than the health timeout fails metrics_healthy as the server being
+ * unreachable: through PgBouncer, a PostgreSQL that is down leaves the
+ * worker's connection up and its call queued, not failed. */
+void metrics_server_call(metrics *m, int server, int begin);
 
 /* Scheduler: the outcome of a pass. ok = 0 counts a failed pass and, when
  * passes keep failing for longer than the health timeout, makes

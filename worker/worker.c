@@ -115,6 +115,13 @@ static void worker_base_env(worker *w)
             w->base_env[w->nbase_env++] = environ[i];
 }
 
+/* A statement in flight, for /healthz: through a pooler, a database that is
+ * down leaves the call waiting rather than failing. */
+static void worker_db_call(void *arg, int begin)
+{
+    metrics_server_call(arg, METRICS_DATABASE, begin);
+}
+
 worker *worker_new(const worker_conf *conf)
 {
     worker *w = mem_calloc(1, sizeof *w);
@@ -124,6 +131,8 @@ worker *worker_new(const worker_conf *conf)
     worker_base_env(w);
     w->d = db_new(conf->database_url, "dagq-worker");
     db_set_unnamed(w->d, 1); /* nothing kept on the session: poolers welcome (README) */
+    if (conf->metrics)
+        db_on_call(w->d, worker_db_call, conf->metrics);
     w->res = results_new(conf->name, w->incarnation, conf->metrics);
     return w;
 }

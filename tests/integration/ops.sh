@@ -122,13 +122,17 @@ SQL
         "scheduler says why"
     assert_contains "$(curl -s "http://127.0.0.1:$wp/healthz")" "database unreachable" \
         "worker says why"
-    assert_eq 0 "$(metric "$wp" 'dagq_up{server="database"}')" "worker: database down"
+    # through PgBouncer the worker's connection stays up: its call waits in
+    # PgBouncer's queue, and /healthz fails on that wait instead
+    if [ -z "${T_PGBOUNCER:-}" ]; then
+        assert_eq 0 "$(metric "$wp" 'dagq_up{server="database"}')" "worker: database down"
+    fi
     DAGQ_HTTP_PORT=$wp bash "$T_REPO/docker/healthcheck.sh" && fail "image health check passes a 503"
     pg_restart || fail "PostgreSQL did not restart"
     wait_status 60 "$sp" /healthz 200
     wait_status 60 "$wp" /healthz 200
     wait_metric 10 "$sp" 'dagq_reconnects_total{server="database"}' 1
-    wait_metric 10 "$wp" 'dagq_reconnects_total{server="database"}' 1
+    [ -n "${T_PGBOUNCER:-}" ] || wait_metric 10 "$wp" 'dagq_reconnects_total{server="database"}' 1
     local run
     run=$(sql "SELECT dagq.trigger_dag('after')")
     assert_eq success "$(wait_run "$run" 60)" "a run after the outage"
