@@ -153,10 +153,12 @@ case_prune_batches_never_stall_a_pass_nor_wait_for_a_held_row() {
 
     # a batch held open (its locks kept) beside a scheduler's passes
     retention_more_old 2
-    hold pruner 10 "SELECT * FROM dagq.prune_history('30 days', 500)"
+    # open 20 s: a pass stalled by it would hold the run that long; 15 s is
+    # room for a loaded machine
+    hold pruner 20 "SELECT * FROM dagq.prune_history('30 days', 500)"
     local run
     run=$(sql "SELECT dagq.trigger_dag('recent')")
-    assert_eq success "$(wait_run "$run" 8)" "a run goes through while a prune batch is open"
+    assert_eq success "$(wait_run "$run" 15)" "a run goes through while a prune batch is open"
     alive "$HOLD_PID" || fail "the open batch ended too early for the case to mean anything"
     wait "$HOLD_PID" || fail "the batch failed: $(cat "$T_CASE/pruner.out")"
     assert_eq 0 "$(sql "SELECT count(*) FROM dagq.dag_run WHERE dag_id = 'old'")" "the batch committed"
