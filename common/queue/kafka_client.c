@@ -47,6 +47,12 @@ static void kq_client_log_cb(const rd_kafka_t *rk, int level, const char *fac, c
      * and consumers, so a property for the other kind is expected */
     if (!strcmp(fac, "FAIL") || (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by")))
         l = LOG_DEBUG;
+    /* a producer's fatal error (an idempotence sequence lost in a broker
+     * restart) is recovered from: the producer is made again and the caller
+     * pushes what it had not confirmed (kafka_producer.c) */
+    const kq_client *cl = rd_kafka_opaque(rk);
+    if (!strcmp(fac, "FATAL") && l == LOG_ERROR && cl && cl->role && !strcmp(cl->role, "producer"))
+        l = LOG_WARN;
     char qn[200], qf[100];
     if (log_enabled(l))
         log_write(l, buf, "kafka=\"%s\" fac=\"%s\"", log_quote(rd_kafka_name(rk), qn, sizeof qn),
@@ -136,7 +142,8 @@ static void kq_client_error_cb(rd_kafka_t *rk, int err, const char *reason, void
         char why[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
         atomic_store(&cl->fatal, 1);
-        log_error("kafka fatal error", "kafka=\"%s\" role=%s group=%s err=%s reason=\"%s\"", qn,
+        log_write(cl->role && !strcmp(cl->role, "producer") ? LOG_WARN : LOG_ERROR,
+                  "kafka fatal error", "kafka=\"%s\" role=%s group=%s err=%s reason=\"%s\"", qn,
                   cl->role, cl->label, rd_kafka_err2name(orig), log_quote(why, q, sizeof q));
     } else if (err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__RESOLVE) {
         log_debug("kafka connection error", "kafka=\"%s\" role=%s err=%s reason=\"%s\"", qn,

@@ -97,7 +97,10 @@ void kq_producer__free(void *impl)
     mem_free(p);
 }
 
-/* After a fatal error the handle is useless: report it once, start afresh. */
+/* After a fatal error the handle is useless: report it once, start afresh.
+ * QUEUE_ECONN, as for a lost broker: what the caller had not seen flushed
+ * is its to push again (the scheduler keeps it and does; a duplicate is
+ * harmless, the claim is fenced). */
 static int kq_producer_check_fatal(kq_producer *p, char *errbuf, size_t errlen)
 {
     if (!atomic_load(&p->cl.fatal))
@@ -105,8 +108,8 @@ static int kq_producer_check_fatal(kq_producer *p, char *errbuf, size_t errlen)
     char why[512];
     rd_kafka_resp_err_t err = rd_kafka_fatal_error(p->cl.rk, why, sizeof why);
     errbuf_printf(errbuf, errlen,
-                  "kafka: the producer failed (%s: %s); unsent messages are dropped, it starts "
-                  "afresh",
+                  "kafka: the producer failed (%s: %s); it starts afresh, and what was not "
+                  "flushed is to be pushed again",
                   rd_kafka_err2name(err), why);
     rd_kafka_purge(p->cl.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     kq_client__closing(&p->cl);
@@ -118,7 +121,7 @@ static int kq_producer_check_fatal(kq_producer *p, char *errbuf, size_t errlen)
     if (kq_producer_start(p, es, sizeof es))
         log_error("kafka producer could not be re-created", "err=\"%s\"",
                   log_quote(es, q, sizeof q));
-    return QUEUE_EBROKER;
+    return QUEUE_ECONN;
 }
 
 int kq_producer__ready(kq_producer *p, char *errbuf, size_t errlen)

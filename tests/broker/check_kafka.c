@@ -899,7 +899,7 @@ static int check_broker_restart(void)
     rc = push_n(q, g, "rs", 20, 10, err, sizeof err);
     /* the broker may still be settling (QUEUE_ECONN), or the idempotent
      * producer lost its sequence to the broker's lost log and was re-created
-     * (QUEUE_EBROKER, reported once): the caller pushes again */
+     * (QUEUE_ECONN, as for a lost broker; QUEUE_EBROKER before): the caller pushes again */
     for (int again = 0; again < 3 && (rc == QUEUE_ECONN || rc == QUEUE_EBROKER); again++)
         rc = push_n(q, g, "rs", 20, 10, err, sizeof err);
     FAILIF(rc, "push after the restart: %s", err);

@@ -90,11 +90,11 @@ case_up_from_nothing_runs_the_example() {
     assert_contains "$(cs_dagq runs example_etl)" "success" "dagq runs shows it"
 
     # work spreads over the three workers
-    cs_define_dag spread 24 "$(cs_ledger_cmd 1)"
+    cs_define_dag spread 48 "$(cs_ledger_cmd 1)"
     run=$(cs_trigger spread)
-    assert_eq success "$(cs_wait_run "$run" 90)" "a run of 24 one-second tasks"
-    cs_one_try_each "$run" 24 "the spread run"
-    cs_ledger_once "$run" 24 "the spread run"
+    assert_eq success "$(cs_wait_run "$run" 90)" "a run of 48 one-second tasks"
+    cs_one_try_each "$run" 48 "the spread run"
+    cs_ledger_once "$run" 48 "the spread run"
     local hosts ids h ok=0
     hosts=$(cs_sql "SELECT DISTINCT hostname FROM dagq.task_instance WHERE run_id = $run ORDER BY 1")
     ids=" $(cs_ids worker | tr '\n' ' ')"
