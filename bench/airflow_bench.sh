@@ -80,7 +80,7 @@ t_log "fork limit: $FORK_LIMIT/s"
 pg_start || exit 1
 psql -X -q "$PG_ADMIN_URL" -c "CREATE ROLE bench LOGIN SUPERUSER" >/dev/null || exit 1
 pg_new_db airflow >/dev/null || exit 1
-OBS_URL="postgresql://bench@127.0.0.1:$PG_PORT/airflow"
+OBS_URL="postgresql://bench@/airflow?host=$PG_DIR&port=$PG_PORT" # over the socket, trusted (TCP logins other than dagq need a password)
 obs() { psql -X -q -At -v ON_ERROR_STOP=1 "$OBS_URL" "$@"; }
 obs -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null || exit 1
 
