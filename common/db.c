@@ -22,8 +22,6 @@ struct db {
     int nlisten, caplisten;
     char **listen; /* channels, each once */
     char sqlstate[6];
-    char *watched; /* a payload db_take_watched reports */
-    int watched_seen;
     db_notify_fn on_notify; /* told of every notification, or NULL */
     void *on_notify_arg;
     db_call_fn on_call; /* told when a statement goes and comes back, or NULL */
@@ -86,7 +84,6 @@ void db_free(db *d)
     mem_free(d->conninfo);
     mem_free(d->appname);
     mem_free(d->session_sql);
-    mem_free(d->watched);
     mem_free(d);
 }
 
@@ -469,8 +466,6 @@ int db_drain_notifies(db *d)
     PGnotify *nt;
     while ((nt = PQnotifies(d->conn)) != NULL) {
         n++;
-        if (d->watched && nt->extra && !strcmp(nt->extra, d->watched))
-            d->watched_seen = 1;
         if (d->on_notify)
             d->on_notify(d->on_notify_arg, nt->extra ? nt->extra : "");
         PQfreemem(nt);
@@ -482,17 +477,4 @@ void db_on_notify(db *d, db_notify_fn fn, void *arg)
 {
     d->on_notify = fn;
     d->on_notify_arg = arg;
-}
-
-void db_watch_payload(db *d, const char *payload)
-{
-    mem_free(d->watched);
-    d->watched = mem_strdup(payload);
-}
-
-int db_take_watched(db *d)
-{
-    int seen = d->watched_seen;
-    d->watched_seen = 0;
-    return seen;
 }

@@ -62,15 +62,9 @@ int db_listen(db *d, const char *channel, char *errbuf, size_t errlen);
 /* Socket to poll for notifications; -1 when not connected. */
 int db_socket(const db *d);
 
-/* Consumes input and returns how many notifications arrived (they are
- * discarded: the scheduler only needs to know it should look), or DB_ECONN. */
+/* Consumes input and returns how many notifications arrived (each given to
+ * the db_on_notify callback, if any, then freed), or DB_ECONN. */
 int db_drain_notifies(db *d);
-
-/* Remembers whether a notification with this payload arrives (copied; one
- * payload per db). db_take_watched says whether one came since it was last
- * asked, and forgets it. */
-void db_watch_payload(db *d, const char *payload);
-int db_take_watched(db *d);
 
 /* Has fn(arg, payload) called for every notification db_drain_notifies
  * takes (payload "" when none), before it is freed. fn NULL: none. */

@@ -276,15 +276,12 @@ int metrics_healthy(metrics *m, double timeout_s, char *reason, size_t len)
     for (int i = 0; i < 2; i++) {
         double down = t - m->srv[i].down_since;
         double waiting = m->srv[i].call_since ? t - m->srv[i].call_since : 0;
-        if (!m->srv[i].up && down > timeout_s) {
+        int is_down = !m->srv[i].up && down > timeout_s;
+        if (is_down || waiting > timeout_s) {
             size_t o = strlen(reason);
-            snprintf(reason + o, len - o, "%s%s unreachable for %.0fs", ok ? "" : "; ",
-                     metrics_server_names[i], down);
-            ok = 0;
-        } else if (waiting > timeout_s) {
-            size_t o = strlen(reason);
-            snprintf(reason + o, len - o, "%s%s unreachable for %.0fs (a call has waited so long)",
-                     ok ? "" : "; ", metrics_server_names[i], waiting);
+            snprintf(reason + o, len - o, "%s%s unreachable for %.0fs%s", ok ? "" : "; ",
+                     metrics_server_names[i], is_down ? down : waiting,
+                     is_down ? "" : " (a call has waited so long)");
             ok = 0;
         }
     }

@@ -46,13 +46,16 @@ struct sched {
 };
 
 /* A notification on the metastore connection: a positive number is the
- * run of a task's end that may have ended it (sent after its commit). */
+ * run of a task's end that may have ended it (sent after its commit);
+ * "dag", a DAG defined or changed: look for runs to create. */
 static void sched_notified(void *arg, const char *payload)
 {
     sched *s = arg;
     char *end;
     long long id = strtoll(payload, &end, 10);
     s->woke_any = 1;
+    if (!strcmp(payload, "dag"))
+        s->want_create = 1;
     if (!*payload || *end || id <= 0 || s->woke.n >= SCHED_WOKE_MAX)
         s->woke_other = 1;
     else
@@ -90,11 +93,6 @@ void sched_db_connected(sched *s)
 {
     s->connected_at = clock_now_s();
     s->woke_other = 1; /* notifications may have been lost */
-}
-
-void sched_want_create(sched *s)
-{
-    s->want_create = 1;
 }
 
 const sched_stats *sched_get_stats(const sched *s)
@@ -418,12 +416,13 @@ int sched_pass(sched *s)
     }
     /* the runs this pass was woken for, and only those, unless something
      * else woke it (or nothing: a poll) */
-    char *runs = s->woke_any && !s->woke_other ? mem_strdup(pgarray_lit(&s->woke)) : NULL;
-    pgarray_free(&s->woke);
+    pgarray woke = s->woke; /* this pass's; the next collects afresh */
+    int targeted = s->woke_any && !s->woke_other;
     pgarray_init(&s->woke);
     s->woke_any = s->woke_other = 0;
-    rc = sched_steps(s, t0, housekeeping, runs, &more, err, sizeof err);
-    mem_free(runs);
+    rc = sched_steps(s, t0, housekeeping, targeted ? pgarray_lit(&woke) : NULL, &more, err,
+                     sizeof err);
+    pgarray_free(&woke);
     if (rc)
         goto fail;
     if ((rc = db_exec(s->d, "COMMIT", err, sizeof err)))

@@ -59,9 +59,6 @@ int sched_wait_ms(const sched *s, int poll_ms);
  * database too have time to heartbeat again (no false zombie alarms). */
 void sched_db_connected(sched *s);
 
-/* A DAG was defined or changed: the next pass looks for runs to create. */
-void sched_want_create(sched *s);
-
 const sched_stats *sched_get_stats(const sched *s);
 
 /* The error of the last failed pass ("" when none). */
