@@ -19,8 +19,11 @@ typedef struct scheduler {
     volatile sig_atomic_t *stop;
 } scheduler;
 
-/* Waits for a notification on the metastore connection, up to timeout_ms. */
-static void scheduler_wait(db *d, int timeout_ms)
+/* Waits for a notification on the metastore connection, up to timeout_ms,
+ * in slices of at most half a second: a SIGTERM that lands just before the
+ * poll (not interrupting it) is seen within one slice, not after the whole
+ * --poll-interval-ms. */
+static void scheduler_wait(db *d, int timeout_ms, volatile sig_atomic_t *stop)
 {
     int fd = db_socket(d);
     if (fd < 0) {
@@ -29,9 +32,17 @@ static void scheduler_wait(db *d, int timeout_ms)
     }
     if (db_drain_notifies(d) > 0)
         return;
-    struct pollfd p = {fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) > 0)
-        db_drain_notifies(d);
+    double until = clock_now_s() + timeout_ms / 1000.0;
+    for (;;) {
+        int left = (int)((until - clock_now_s()) * 1000.0);
+        if (left <= 0 || *stop)
+            return;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, left < 500 ? left : 500) > 0) {
+            db_drain_notifies(d);
+            return;
+        }
+    }
 }
 
 /* The metastore connection, LISTENing. Returns 0, or -1 when stopped while
@@ -115,9 +126,7 @@ static void scheduler_step(scheduler *x)
         return;
     }
     x->q_attempt = 0;
-    scheduler_wait(x->d, rc < 0 ? 1000 : sched_wait_ms(x->s, x->conf->poll_interval_ms));
-    if (db_take_watched(x->d))
-        sched_want_create(x->s);
+    scheduler_wait(x->d, rc < 0 ? 1000 : sched_wait_ms(x->s, x->conf->poll_interval_ms), x->stop);
 }
 
 int scheduler_run(const scheduler_conf *conf, volatile sig_atomic_t *stop,
@@ -126,7 +135,6 @@ int scheduler_run(const scheduler_conf *conf, volatile sig_atomic_t *stop,
     scheduler x = {.conf = conf, .db_was_down = 1, .stop = stop};
     queue_url_redact(conf->queue->broker_url, x.broker, sizeof x.broker);
     x.d = db_new(conf->database_url, "dagq-scheduler");
-    db_watch_payload(x.d, "dag"); /* a DAG defined or changed: look for runs to create */
     /* a row someone holds in an open transaction must not stall a pass for
      * long: the statement fails, the pass rolls back and tries again (its
      * set-wise steps skip locked rows and never wait) */
